@@ -1,0 +1,151 @@
+"""Built-in core commands: ``plugins``, ``components``, ``recipe check`` and ``recipe show``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from cavkit import hookimpl
+
+
+@hookimpl
+def cavkit_register_components(registry):
+    """The core registers no components itself (see the other built-in plugins)."""
+
+
+@hookimpl
+def cavkit_register_commands(cli: click.Group) -> None:
+    cli.add_command(plugins_command)
+    cli.add_command(components_command)
+    cli.add_command(recipe_group)
+
+
+def _host():
+    from cavkit.plugins import get_plugin_host
+
+    return get_plugin_host()
+
+
+@click.command("plugins")
+@click.option("--all", "show_all", is_flag=True, help="Also list the built-in plugins.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_command(show_all: bool, as_json: bool) -> None:
+    """List plugins: distribution, version, what each registered, and load failures."""
+    host = _host()
+    rows = []
+    by_scope: dict[str, list[str]] = {}
+    for spec in host.registry.specs():
+        by_scope.setdefault(spec.plugin, []).append(f"{spec.kind}:{spec.name}")
+    seen_scopes: set[str] = set()
+    for info in host.plugins:
+        scope = "cavkit" if info.builtin else info.dist
+        if info.builtin and not show_all:
+            continue
+        if scope in seen_scopes:
+            continue
+        seen_scopes.add(scope)
+        name = "cavkit (built-in)" if info.builtin else info.name
+        rows.append({"name": name, "dist": info.dist, "version": info.version, "registered": by_scope.get(scope, [])})
+    failures = [
+        {"name": f.name, "dist": f.dist, "version": f.version, "stage": f.stage, "error": f.error}
+        for f in host.failures
+    ]
+    if as_json:
+        click.echo(json.dumps({"plugins": rows, "failures": failures}, indent=2))
+        return
+    if not rows:
+        click.echo("No third-party plugins installed (use --all to list the built-ins).")
+    for row in rows:
+        click.echo(f"{row['name']}  [{row['dist']} {row['version']}]")
+        for item in row["registered"]:
+            click.echo(f"    {item}")
+    for f in failures:
+        click.echo(f"FAILED {f['name']}  [{f['dist']} {f['version']}] could not {f['stage']}: {f['error']}")
+
+
+@click.command("components")
+@click.argument("args", nargs=-1)
+def components_command(args: tuple[str, ...]) -> None:
+    """List components: `components [KIND]`, or `components show KIND NAME` for parameters."""
+    from cavkit.config import describe_params
+    from cavkit.errors import UsageError
+    from cavkit.registry import KINDS
+
+    host = _host()
+    if args and args[0] == "show":
+        if len(args) != 3:
+            raise UsageError("usage: cavkit components show KIND NAME")
+        kind, name = args[1], args[2]
+        if kind not in KINDS:
+            raise UsageError(f"unknown kind {kind!r}; kinds are: {', '.join(KINDS)}")
+        spec = host.registry.get(kind, name, failed_plugins=host.failed_names())
+        click.echo(f"{spec.kind} {spec.qualified_id}")
+        if spec.summary:
+            click.echo(f"  {spec.summary}")
+        click.echo("parameters:")
+        for row in describe_params(spec.config_class()):
+            click.echo(f"  {row['name']}: {row['type']} = {row['default']}")
+            if row["help"]:
+                click.echo(f"      {row['help']}")
+        return
+    if len(args) > 1:
+        raise UsageError("usage: cavkit components [KIND]  |  cavkit components show KIND NAME")
+    kinds = KINDS
+    if args:
+        if args[0] not in KINDS:
+            raise UsageError(f"unknown kind {args[0]!r}; kinds are: {', '.join(KINDS)}")
+        kinds = (args[0],)
+    for kind in kinds:
+        specs = host.registry.specs(kind)
+        click.echo(f"{kind}:")
+        if not specs:
+            click.echo("    (none)")
+        for spec in specs:
+            summary = f"  {spec.summary}" if spec.summary else ""
+            click.echo(f"    {spec.qualified_id:<36}{summary}")
+    for f in host.failures:
+        click.echo(f"(plugin {f.name!r} failed to load: {f.error})")
+
+
+@click.group("recipe")
+def recipe_group() -> None:
+    """Check and show recipes."""
+
+
+_set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value (repeatable).")
+
+
+@recipe_group.command("check")
+@click.argument("recipes", nargs=-1, required=True)
+@_set_option
+def recipe_check(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Validate one or more recipes; report every problem with its key path."""
+    from cavkit.errors import RecipeError, UsageError
+    from cavkit.recipe import load_recipe
+
+    errors = []
+    for uri in recipes:
+        try:
+            load_recipe(uri, overrides)
+            click.echo(f"{uri}: ok")
+        except UsageError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise UsageError("\n".join(str(e) for e in errors))
+
+
+@recipe_group.command("show")
+@click.argument("recipe")
+@_set_option
+def recipe_show(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Print the resolved recipe: base merged, overrides applied, defaults filled in."""
+    import yaml
+
+    from cavkit.config import unstructure
+    from cavkit.recipe import load_recipe
+
+    resolved = load_recipe(recipe, overrides)
+    click.echo(yaml.safe_dump(unstructure(resolved), sort_keys=False), nl=False)

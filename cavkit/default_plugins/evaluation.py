@@ -1,0 +1,8 @@
+"""Built-in retrieval strategies and the evaluation commands."""
+
+from cavkit import hookimpl
+
+
+@hookimpl
+def cavkit_register_components(registry):
+    """Register this area's built-in components (lazy references, no torch import)."""

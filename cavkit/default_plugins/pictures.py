@@ -1,0 +1,8 @@
+"""Pictures and exports: inpaint, localize, embed, report."""
+
+from cavkit import hookimpl
+
+
+@hookimpl
+def cavkit_register_components(registry):
+    """Register this area's built-in components (lazy references, no torch import)."""

@@ -1,0 +1,155 @@
+"""Reading a recipe: YAML (safe loading only) through fsspec, ``base:`` merging, ``--set`` overrides.
+
+A recipe is plain data. ``base: parent.yaml`` (resolved relative to the recipe) is deep-merged
+first: mappings merge key by key, everything else (lists, scalars) is replaced, and a node that
+changes its ``type:`` replaces the parent's node whole, so parameters of another component never
+leak in. ``--set a.b.c=value`` parses ``value`` as YAML and goes through the same validation as the
+file, so a typo in an override gets the same did-you-mean message.
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+from typing import Any
+
+import yaml
+
+from cavkit.errors import Problem, RecipeError, UsageError
+
+MAX_BASE_DEPTH = 8
+
+
+def _read_text(uri: str) -> str:
+    import fsspec
+
+    try:
+        with fsspec.open(uri, "r", encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise UsageError(f"{uri}: recipe file not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{uri}: is a directory, expected a recipe YAML file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{uri}: not a text file, expected a recipe YAML file") from None
+
+
+def _parse(uri: str, text: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(uri, [Problem("", f"YAML syntax error{where}: {problem}")]) from None
+    if data is None:
+        raise RecipeError(uri, [Problem("", "the recipe file is empty")])
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else type(data).__name__
+        raise RecipeError(uri, [Problem("", f"a recipe must be a mapping of sections, got {kind}")])
+    return data
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """Merge ``override`` onto ``base`` (mappings recursively; a changed ``type:`` replaces)."""
+    if not (isinstance(base, dict) and isinstance(override, dict)):
+        return copy.deepcopy(override)
+    if "type" in override and override.get("type") != base.get("type"):
+        return copy.deepcopy(override)
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        merged[key] = deep_merge(merged[key], value) if key in merged else copy.deepcopy(value)
+    return merged
+
+
+def _resolve_relative(parent_uri: str, ref: str) -> str:
+    if "://" in ref or ref.startswith("/"):
+        return ref
+    protocol, sep, path = parent_uri.rpartition("://")
+    directory = posixpath.dirname(path if sep else parent_uri)
+    joined = posixpath.normpath(posixpath.join(directory, ref)) if directory else ref
+    return f"{protocol}://{joined}" if sep else joined
+
+
+def load_recipe_data(uri: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The recipe at ``uri`` as plain data with its ``base:`` chain merged in."""
+    if uri in _chain:
+        raise RecipeError(uri, [Problem("base", f"base recipes form a cycle: {' -> '.join(_chain + (uri,))}")])
+    if len(_chain) >= MAX_BASE_DEPTH:
+        raise RecipeError(uri, [Problem("base", f"base recipes nest deeper than {MAX_BASE_DEPTH}")])
+    data = _parse(uri, _read_text(uri))
+    base_ref = data.pop("base", None)
+    if base_ref is None:
+        return data
+    if not isinstance(base_ref, str):
+        raise RecipeError(uri, [Problem("base", "expected the path of a base recipe (a string)")])
+    base_uri = _resolve_relative(uri, base_ref)
+    try:
+        base = load_recipe_data(base_uri, _chain + (uri,))
+    except UsageError as exc:
+        if isinstance(exc, RecipeError):
+            raise
+        raise RecipeError(uri, [Problem("base", str(exc))]) from None
+    return deep_merge(base, data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...], source: str) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to recipe data."""
+    data = copy.deepcopy(data)
+    problems: list[Problem] = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(Problem("--set", f"{item!r} must look like key.path=value"))
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parts = key.split(".")
+        node: Any = data
+        for i, part in enumerate(parts[:-1]):
+            here = ".".join(parts[: i + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    problems.append(Problem(here, f"--set: no list item {part!r} here ({len(node)} items)"))
+                    break
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+            else:
+                problems.append(Problem(here, "--set: cannot set a key inside a scalar value"))
+                break
+        else:
+            last = parts[-1]
+            if isinstance(node, list):
+                if last.isdigit() and int(last) < len(node):
+                    node[int(last)] = value
+                else:
+                    problems.append(Problem(key, f"--set: no list item {last!r} here ({len(node)} items)"))
+            elif isinstance(node, dict):
+                if isinstance(node.get(last), dict) and isinstance(value, dict):
+                    node[last] = deep_merge(node[last], value)
+                else:
+                    node[last] = value
+            else:
+                problems.append(Problem(key, "--set: cannot set a key inside a scalar value"))
+    if problems:
+        raise RecipeError(source, problems)
+    return data
+
+
+def load_recipe(uri: str, overrides: list[str] | tuple[str, ...] = (), *, host: Any = None):
+    """Load, merge, override and validate a recipe.
+
+    :returns: a validated :class:`cavkit.recipe.schema.Recipe` (component slots as nodes).
+    :raises RecipeError: listing every problem with its key path.
+    """
+    from cavkit.plugins import get_plugin_host
+    from cavkit.recipe.schema import validate_recipe
+
+    data = apply_overrides(load_recipe_data(uri), overrides, uri)
+    return validate_recipe(data, source=uri, host=host or get_plugin_host())

@@ -1,0 +1,211 @@
+"""The component registry: ``(kind, name) -> ComponentSpec``.
+
+Plugins (built-in ones included) fill it through the ``cavkit_register_components`` hook with a
+:class:`PluginRegistrar`, a view that stamps every registration with the plugin's name. Factories
+and config classes may be lazy ``"module:attr"`` strings, resolved on first use, so listing
+components never imports torch.
+
+Name rules:
+
+* every component has a qualified id ``<plugin>/<name>`` (``cavkit/infonce``);
+* a bare ``name`` resolves when exactly one plugin registered it;
+* built-in names are reserved: a plugin reusing one is refused with an error naming both origins;
+* two third-party plugins registering one name are both kept, and using the bare name is an
+  :class:`~cavkit.errors.AmbiguousComponentError` that lists both qualified ids;
+* registering one name twice inside one plugin raises immediately.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from cavkit.errors import AmbiguousComponentError, RegistrationError, UnknownComponentError
+
+#: The closed set of component kinds. Plugins add components to kinds; they do not invent kinds.
+KINDS: tuple[str, ...] = (
+    "tokenizer",
+    "encoder",
+    "decoder",
+    "masker",
+    "objective",
+    "retrieval_strategy",
+    "model",
+    "dataset",
+)
+
+#: The plugin name that built-in components are registered under.
+BUILTIN = "cavkit"
+
+
+def resolve_ref(ref: Any) -> Any:
+    """Import a lazy ``"package.module:Attr.attr"`` reference; return other objects unchanged."""
+    if not isinstance(ref, str):
+        return ref
+    module_name, sep, attr_path = ref.partition(":")
+    if not sep or not attr_path:
+        raise RegistrationError(f"lazy reference {ref!r} must look like 'package.module:attr'")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@attrs.frozen
+class ComponentSpec:
+    """One registered component.
+
+    :ivar kind: one of :data:`KINDS`.
+    :ivar name: the name recipes use in ``type:``.
+    :ivar plugin: the registering plugin (``cavkit`` for built-ins, else the distribution name).
+    :ivar factory: callable ``factory(config, **context) -> component``, or a lazy reference.
+    :ivar config: the attrs class declaring the parameters, or a lazy reference.
+    :ivar summary: one line describing the component.
+    """
+
+    kind: str
+    name: str
+    plugin: str
+    factory: Callable[..., Any] | str
+    config: type | str
+    summary: str = ""
+
+    @property
+    def qualified_id(self) -> str:
+        return f"{self.plugin}/{self.name}"
+
+    def config_class(self) -> type:
+        cls = resolve_ref(self.config)
+        if not attrs.has(cls):
+            raise RegistrationError(
+                f"{self.kind} {self.qualified_id!r}: config {self.config!r} is not an attrs class"
+            )
+        return cls
+
+    def factory_callable(self) -> Callable[..., Any]:
+        return resolve_ref(self.factory)
+
+    def build(self, config: Any, **context: Any) -> Any:
+        """Call the factory with a validated config instance (and optional runtime context)."""
+        return self.factory_callable()(config, **context)
+
+
+class ComponentRegistry:
+    """All registered components, keyed by kind and name."""
+
+    def __init__(self) -> None:
+        self._specs: dict[tuple[str, str], list[ComponentSpec]] = {}
+
+    # -- registration ---------------------------------------------------------------------------
+    def scoped(self, plugin: str) -> "PluginRegistrar":
+        """A registrar that stamps every registration with ``plugin``."""
+        return PluginRegistrar(self, plugin)
+
+    def _add(self, spec: ComponentSpec) -> None:
+        if spec.kind not in KINDS:
+            raise RegistrationError(
+                f"plugin {spec.plugin!r} registered {spec.name!r} under unknown kind {spec.kind!r}; "
+                f"kinds are: {', '.join(KINDS)}"
+            )
+        if not spec.name or "/" in spec.name:
+            raise RegistrationError(
+                f"plugin {spec.plugin!r}: component name {spec.name!r} must be non-empty without '/'"
+            )
+        existing = self._specs.setdefault((spec.kind, spec.name), [])
+        for other in existing:
+            if other.plugin == spec.plugin:
+                raise RegistrationError(
+                    f"plugin {spec.plugin!r} registered {spec.kind} {spec.name!r} twice"
+                )
+            if BUILTIN in (other.plugin, spec.plugin):
+                raise RegistrationError(
+                    f"plugin {spec.plugin!r} tried to register {spec.kind} {spec.name!r}, which "
+                    f"{other.plugin!r} already provides; built-in names are reserved, pick another name"
+                )
+        existing.append(spec)
+
+    def remove_plugin(self, plugin: str) -> None:
+        """Roll back every registration of ``plugin`` (used when its hook fails part-way)."""
+        for key in list(self._specs):
+            kept = [s for s in self._specs[key] if s.plugin != plugin]
+            if kept:
+                self._specs[key] = kept
+            else:
+                del self._specs[key]
+
+    # -- lookup ---------------------------------------------------------------------------------
+    def specs(self, kind: str | None = None) -> list[ComponentSpec]:
+        """Every spec (of one kind), sorted by kind then name."""
+        out = [s for (k, _), group in self._specs.items() if kind in (None, k) for s in group]
+        return sorted(out, key=lambda s: (KINDS.index(s.kind), s.name, s.plugin))
+
+    def names(self, kind: str) -> list[str]:
+        return sorted({name for (k, name) in self._specs if k == kind})
+
+    def get(self, kind: str, name: str, *, failed_plugins: list[str] | None = None) -> ComponentSpec:
+        """Look up a component by bare name or qualified id ``plugin/name``.
+
+        :raises UnknownComponentError: with close matches and the command that lists all names.
+        :raises AmbiguousComponentError: when two plugins registered the bare name.
+        """
+        plugin, _, bare = name.rpartition("/")
+        candidates = self._specs.get((kind, bare), [])
+        if plugin:
+            candidates = [s for s in candidates if s.plugin == plugin]
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1:
+            ids = ", ".join(s.qualified_id for s in candidates)
+            raise AmbiguousComponentError(
+                f"{kind} {name!r} is registered by several plugins ({ids}); use a qualified id"
+            )
+        for other_kind in KINDS:
+            if other_kind != kind and self._specs.get((other_kind, bare)):
+                raise UnknownComponentError(
+                    f"{name!r} is a {other_kind}, but a {kind} is expected here"
+                )
+        message = f"unknown {kind} {name!r}"
+        close = difflib.get_close_matches(bare, self.names(kind), n=3, cutoff=0.6)
+        if close:
+            message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        message += f" (see `cavkit components {kind}`)"
+        if failed_plugins:
+            message += f"; plugins that failed to load: {', '.join(failed_plugins)}"
+        raise UnknownComponentError(message)
+
+
+@attrs.define
+class PluginRegistrar:
+    """The object a plugin's ``cavkit_register_components`` hook receives.
+
+    It forwards to the registry, recording which plugin registered what.
+    """
+
+    registry: ComponentRegistry
+    plugin: str
+    #: The plugin API version; bumped when methods are added here.
+    api_version: int = 1
+
+    def add(
+        self,
+        kind: str,
+        name: str,
+        factory: Callable[..., Any] | str,
+        config: type | str,
+        *,
+        summary: str = "",
+    ) -> None:
+        """Register one component.
+
+        :param kind: one of :data:`KINDS`.
+        :param name: the name recipes use in ``type:``.
+        :param factory: ``factory(config, **context)`` building the component, or ``"module:attr"``.
+        :param config: attrs class of parameters (defaults, validators, ``help`` metadata), or a
+            ``"module:attr"`` reference to one. Keep config modules free of torch imports.
+        :param summary: one line for ``cavkit components``.
+        """
+        self.registry._add(ComponentSpec(kind, name, self.plugin, factory, config, summary))
