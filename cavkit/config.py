@@ -39,9 +39,17 @@ def param(default: Any = attrs.NOTHING, *, help: str = "", validator: Any = None
     return attrs.field(default=default, validator=validator, metadata={"help": help})
 
 
-def component(kind: str, *, default: Any = attrs.NOTHING, help: str = "") -> Any:
-    """A slot holding one nested component of ``kind`` (a :class:`ComponentNode`)."""
-    return attrs.field(default=default, metadata={"help": help, "component": kind})
+def component(kind: str, *, default: Any = attrs.NOTHING, default_type: str | None = None, help: str = "") -> Any:
+    """A slot holding one nested component of ``kind`` (a :class:`ComponentNode`).
+
+    With ``default_type``, a recipe may leave the slot out (the named component is built with its
+    defaults) or give a node without ``type:`` (``encoder: {depth: 4}`` overrides one parameter of
+    the default component). The attrs default is then ``None`` unless ``default`` says otherwise;
+    the owner builds ``default_type`` when it receives ``None``.
+    """
+    if default_type is not None and default is attrs.NOTHING:
+        default = None
+    return attrs.field(default=default, metadata={"help": help, "component": kind, "default_type": default_type})
 
 
 def component_list(kind: str, *, weighted: bool = False, help: str = "") -> Any:
@@ -135,6 +143,12 @@ class _Structurer:
         for name, field in fields.items():
             sub = _join(path, name)
             if name not in data:
+                default_type = field.metadata.get("default_type")
+                if default_type is not None:
+                    node = self.node(field.metadata["component"], {"type": default_type}, sub)
+                    ok = ok and node is not None
+                    kwargs[name] = node
+                    continue
                 if field.default is attrs.NOTHING:
                     ok = False
                     self.fail(sub, "required key is missing")
@@ -145,6 +159,9 @@ class _Structurer:
             if kind and field.metadata.get("many"):
                 kwargs[name] = self.node_list(kind, value, sub, field.metadata.get("weighted", False))
             elif kind:
+                default_type = field.metadata.get("default_type")
+                if isinstance(value, dict) and "type" not in value and default_type is not None:
+                    value = {"type": default_type, **value}
                 kwargs[name] = None if value is None else self.node(kind, value, sub)
             else:
                 kwargs[name] = self.value(hints.get(name, Any), value, sub)
@@ -339,7 +356,9 @@ def describe_params(cls: type) -> list[dict[str, str]]:
             tp = f"list[{kind}]" if field.metadata.get("many") else kind
         else:
             tp = _type_name(hints.get(field.name, Any))
-        if field.default is attrs.NOTHING:
+        if field.metadata.get("default_type"):
+            default = f"{{type: {field.metadata['default_type']}}}"
+        elif field.default is attrs.NOTHING:
             default = "(required)"
         elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
             default = repr(field.default.factory())
