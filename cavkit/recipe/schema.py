@@ -44,6 +44,7 @@ class OptimizerConfig:
     name: Literal["adam", "adamw"] = param("adam", help="torch.optim.Adam (L2 in the gradient) or AdamW (decoupled)")
     lr: float = param(1e-4, help="base learning rate", validator=at_least(0.0))
     betas: tuple[float, float] = param((0.95, 0.999), help="Adam betas")
+    eps: float = param(1e-8, help="Adam epsilon", validator=at_least(0.0))
     weight_decay: float = param(5e-7, help="weight decay", validator=at_least(0.0))
     head_lr_scale: float = param(1.0, help="learning-rate multiplier for new heads (FT uses 100)", validator=at_least(0.0))
     head_prefixes: list[str] = param(factory=lambda: ["head."], help="parameter-name prefixes that get head_lr_scale")
@@ -52,32 +53,57 @@ class OptimizerConfig:
 
 @attrs.frozen(kw_only=True)
 class ScheduleConfig:
-    """Learning-rate schedule."""
+    """Learning-rate schedule, evaluated per optimiser step (spec §7.1, §7.3)."""
 
     type: Literal["constant", "step", "cosine"] = param("step", help="step: MultiStepLR per epoch (CAV-MAE); cosine: warmup + cosine per step (Sync)")
     warmup_steps: int = param(0, help="linear warmup steps (cosine)", validator=at_least(0))
+    warmup_fraction: float | None = param(None, help="warmup as a fraction of all steps (Sync: 0.1); overrides warmup_steps", validator=in_range(0.0, 1.0))
+    warmup_start_factor: float = param(0.0, help="warmup starts at lr * this factor", validator=in_range(0.0, 1.0))
     min_lr: float = param(0.0, help="final learning rate (cosine)", validator=at_least(0.0))
+    min_lr_ratio: float | None = param(None, help="final learning rate as a fraction of lr (Sync: 0.1); overrides min_lr", validator=in_range(0.0, 1.0))
     decay_start: int = param(10, help="first epoch milestone (step)", validator=at_least(0))
     decay_every: int = param(5, help="epochs between milestones (step)", validator=at_least(1))
     gamma: float = param(0.5, help="factor per milestone (step)", validator=in_range(0.0, 1.0))
 
 
 @attrs.frozen(kw_only=True)
+class WeightAveragingConfig:
+    """Average the weights at the end of epochs ``start..end`` (1-based, inclusive; spec §7.1 ``wa``)."""
+
+    start_epoch: int = param(help="first epoch averaged (1-based)", validator=at_least(1))
+    end_epoch: int = param(help="last epoch averaged (1-based, inclusive)", validator=at_least(1))
+
+    def __attrs_post_init__(self) -> None:
+        if self.end_epoch < self.start_epoch:
+            raise ValueError(f"end_epoch ({self.end_epoch}) must be >= start_epoch ({self.start_epoch})")
+
+
+@attrs.frozen(kw_only=True)
 class TrainerConfig:
-    """How to train: batches, precision, optimiser, schedule."""
+    """How to train: batches, precision, optimiser, schedule.
+
+    One optimiser step sees ``batch_size x devices x grad_accum`` samples (the global batch).
+    """
 
     epochs: int = param(1, help="epochs to train", validator=at_least(1))
-    max_steps: int | None = param(None, help="stop after this many optimiser steps (overrides epochs)")
-    batch_size: int = param(8, help="batch size per device", validator=at_least(1))
+    max_steps: int | None = param(None, help="stop after this many optimiser steps (overrides epochs)", validator=at_least(1))
+    batch_size: int = param(8, help="batch size per device and micro-batch", validator=at_least(1))
     num_workers: int = param(0, help="DataLoader workers per device", validator=at_least(0))
-    precision: Literal["fp32", "bf16", "fp16"] = param("fp32", help="autocast precision")
+    precision: Literal["fp32", "bf16", "fp16"] = param("fp32", help="autocast precision (fp16 adds a gradient scaler)")
     grad_accum: int = param(1, help="micro-batches per optimiser step", validator=at_least(1))
-    clip_grad: float | None = param(None, help="clip the gradient norm to this value")
-    freeze_base: bool = param(False, help="train only the head (linear probing)")
+    clip_grad: float | None = param(None, help="clip the gradient norm to this value", validator=at_least(0.0))
+    freeze_base: bool = param(False, help="train only the head parameters (linear probing)")
+    balanced_sampling: bool = param(False, help="draw training clips with the dataset's class-balancing weights (with replacement)")
+    sum_device_losses: bool = param(False, help="sum instead of average the per-device losses (CAV-MAE's DataParallel did; gradient x devices)")
+    masking_noise: Literal["global", "device"] = param("global", help="global: masking noise drawn per global batch from the seed and step (results do not depend on the device count); device: each device's own RNG")
+    average_weights: WeightAveragingConfig | None = param(None, help="average the weights of a range of epochs (fine-tuning 'wa')")
     optimizer: OptimizerConfig = param(factory=OptimizerConfig, help="optimiser")
     schedule: ScheduleConfig = param(factory=ScheduleConfig, help="learning-rate schedule")
     log_every: int = param(10, help="log scalars every N steps", validator=at_least(1))
-    eval_every_epochs: int = param(1, help="evaluate every N epochs (0: never)", validator=at_least(0))
+    image_every: int = param(0, help="log reconstruction images every N steps (0: never)", validator=at_least(0))
+    eval_every_epochs: int = param(1, help="validate every N epochs (0: never)", validator=at_least(0))
+    eval_batch_size: int | None = param(None, help="batch size for validation and evaluation (default: batch_size)", validator=at_least(1))
+    progress_bar: bool = param(True, help="show a progress bar in the terminal (rank 0)")
 
 
 @attrs.frozen(kw_only=True)
@@ -85,8 +111,10 @@ class RunConfig:
     """Where a run writes (any fsspec URI) and how it keeps checkpoints."""
 
     dir: str = param("runs/{recipe}", help="run directory; {recipe} is the recipe's file stem")
-    checkpoint_every_steps: int | None = param(None, help="also checkpoint every N steps")
+    checkpoint_every_steps: int | None = param(None, help="also checkpoint every N steps", validator=at_least(1))
+    checkpoint_every_epochs: int = param(1, help="checkpoint at the end of every N epochs", validator=at_least(1))
     keep_last: int = param(3, help="checkpoints to keep (older ones are deleted)", validator=at_least(1))
+    tensorboard: bool = param(True, help="write TensorBoard event files under <dir>/tensorboard (rank 0)")
 
 
 @attrs.frozen(kw_only=True)
