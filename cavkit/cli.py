@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from cavkit import __version__
 from cavkit.errors import CavkitError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from cavkit.plugins import PluginHost
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="cavkit")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option("--strict-plugins", is_flag=True, help="Fail if any plugin fails to load.")
-def cli(debug: bool, strict_plugins: bool) -> None:
-    """cavkit: pretrain, fine-tune and evaluate contrastive audio-visual masked autoencoders
-    (CAV-MAE, CAV-MAE Sync) from YAML recipes and plugins."""
+
+def make_cli() -> click.Group:
+    """A fresh top-level group with no subcommands (plugins add them)."""
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="cavkit")
+    @click.option("--debug", is_flag=True, help="Show tracebacks for errors (or set CAVKIT_DEBUG=1).")
+    @click.option("--strict-plugins", is_flag=True, help="Fail if any plugin fails to load (or set CAVKIT_STRICT_PLUGINS=1).")
+    def cli(debug: bool, strict_plugins: bool) -> None:
+        """cavkit: pretrain, fine-tune and evaluate contrastive audio-visual masked autoencoders
+        (CAV-MAE, CAV-MAE Sync) from YAML recipes and plugins."""
+
+    return cli
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -34,27 +43,32 @@ def _strict_requested(argv: list[str]) -> bool:
     return "--strict-plugins" in argv
 
 
-def build_cli(argv: list[str] | None = None) -> click.Group:
-    """Load plugins and let each add its commands to :data:`cli`."""
-    from cavkit.plugins import get_plugin_host
+def build_cli(argv: list[str] | None = None, *, host: "PluginHost | None" = None) -> click.Group:
+    """Load plugins (unless ``host`` is given) and let each add its commands to a fresh group."""
+    from cavkit.plugins import add_plugin_commands, build_plugin_host, set_plugin_host
 
     argv = sys.argv[1:] if argv is None else argv
-    host = get_plugin_host(strict=True if _strict_requested(argv) else None)
-    for impl in host.pm.hook.cavkit_register_commands.get_hookimpls():
-        try:
-            impl.function(cli=cli)
-        except Exception as exc:  # a broken third-party command must not break the CLI
-            print(f"cavkit: warning: plugin {impl.plugin_name!r} failed to add commands: {exc}", file=sys.stderr)
-    return cli
+    if host is None:
+        host = build_plugin_host(strict=True if _strict_requested(argv) else None)
+    set_plugin_host(host)
+    group = make_cli()
+    add_plugin_commands(host, group)
+    return group
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``cavkit`` console script."""
+def main(argv: list[str] | None = None, *, host: "PluginHost | None" = None) -> None:
+    """Entry point of the ``cavkit`` console script.
+
+    :param argv: arguments (default ``sys.argv[1:]``).
+    :param host: an already built plugin host (tests); by default plugins are loaded afresh.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = _debug_requested(argv)
     try:
-        group = build_cli(argv)
-        group.main(args=argv, prog_name="cavkit", standalone_mode=False)
+        group = build_cli(argv, host=host)
+        rc = group.main(args=argv, prog_name="cavkit", standalone_mode=False)
+        if isinstance(rc, int) and rc != 0:  # ctx.exit(n) is returned, not raised, here
+            sys.exit(rc)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -102,7 +102,36 @@ class ComponentNode:
         return self.spec.build(self.config, **context)
 
 
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved annotations of attrs class ``cls``.
+
+    Config modules often use ``from __future__ import annotations``; names they import only under
+    ``TYPE_CHECKING`` (``ComponentNode``) are resolved from this module. An annotation that still
+    cannot be resolved is a bug in the config class, reported as a :class:`RegistrationError`.
+    """
+    from cavkit.errors import RegistrationError
+
+    extra = {"ComponentNode": ComponentNode, "Any": Any, "Literal": Literal}
+    try:
+        return typing.get_type_hints(cls, localns=extra)
+    except Exception as exc:
+        raise RegistrationError(
+            f"config class {cls.__module__}.{cls.__qualname__} has an annotation that cannot be "
+            f"resolved ({type(exc).__name__}: {exc}); import the names it uses at module level"
+        ) from None
+
+
 def _type_name(tp: Any) -> str:
+    """A readable type for messages and ``cavkit components show``: ``'a' | 'b'``, ``int | None``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " | ".join("None" if a is type(None) else _type_name(a) for a in args)
+    if origin is not None and args:
+        inner = ", ".join("..." if a is Ellipsis else _type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -125,7 +154,11 @@ class _Structurer:
             self.fail(path, f"expected a mapping, got {_describe(data)}")
             return None
         fields = {f.name: f for f in attrs.fields(cls)}
-        hints = typing.get_type_hints(cls)
+        try:
+            hints = field_types(cls)
+        except CavkitError as exc:
+            self.fail(path, str(exc))
+            return None
         ok = True
         for key in data:
             if key in skip:
@@ -203,6 +236,9 @@ class _Structurer:
             self.fail(_join(path, "type"), str(exc))
             return None
         label = data.get("name")
+        if label is not None and not isinstance(label, str):
+            self.fail(_join(path, "name"), f"expected a label (a string), got {_describe(label)}")
+            return None
         weight = 1.0
         skip = NODE_KEYS + (("weight",) if weighted else ())
         if weighted and "weight" in data:
@@ -348,7 +384,7 @@ def unstructure(obj: Any) -> Any:
 
 def describe_params(cls: type) -> list[dict[str, str]]:
     """Rows (name, type, default, help) for ``cavkit components show``."""
-    hints = typing.get_type_hints(cls)
+    hints = field_types(cls)
     rows = []
     for field in attrs.fields(cls):
         if field.metadata.get("component"):

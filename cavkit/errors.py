@@ -39,7 +39,8 @@ class RecipeError(UsageError):
     def __init__(self, source: str, problems: list[Problem]):
         self.source = source
         self.problems = list(problems)
-        lines = [f"{source}: {len(self.problems)} problem(s) in recipe"]
+        count = len(self.problems)
+        lines = [f"{source}: {count} problem{'' if count == 1 else 's'} in recipe"]
         lines += [f"  - {p}" for p in self.problems]
         super().__init__("\n".join(lines))
 

@@ -5,7 +5,8 @@ Order of loading:
 1. the built-in plugin modules in :data:`DEFAULT_PLUGINS` (registered like any other plugin);
 2. every entry point in group ``cavkit``, unless ``CAVKIT_DISABLE_PLUGIN_AUTOLOAD=1``; names in
    ``CAVKIT_BLOCK_PLUGINS=a,b`` are skipped before import;
-3. ``check_pending()``, so a misspelt hook name is an error, not a silent no-op;
+3. each third-party plugin is checked for hook implementations matching no hookspec (a misspelt
+   hook name is a load failure, not a silent no-op), then ``check_pending()`` guards the built-ins;
 4. each plugin's ``cavkit_register_components`` is called with a registrar scoped to that plugin.
 
 A plugin that fails to import or to register is rolled back and recorded as a
@@ -20,13 +21,17 @@ import os
 import sys
 from importlib import metadata
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import attrs
 import pluggy
 
 from cavkit import hookspecs
 from cavkit.errors import PluginLoadError
-from cavkit.registry import BUILTIN, ComponentRegistry
+from cavkit.registry import BUILTIN, ComponentRegistry, canonical_plugin
+
+if TYPE_CHECKING:  # pragma: no cover
+    import click
 
 #: Built-in plugin modules; each implements ``cavkit_register_components``.
 DEFAULT_PLUGINS: tuple[str, ...] = (
@@ -73,6 +78,9 @@ class PluginHost:
     registry: ComponentRegistry
     plugins: list[PluginInfo] = attrs.field(factory=list)
     failures: list[PluginFailure] = attrs.field(factory=list)
+    strict: bool = False
+    #: ``{plugin name: [command names]}``, filled by :func:`add_plugin_commands`.
+    commands: dict[str, list[str]] = attrs.field(factory=dict)
 
     def failed_names(self) -> list[str]:
         return [f.name for f in self.failures]
@@ -95,6 +103,11 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """Hook implementations of ``plugin`` that match no hookspec (a misspelt hook name)."""
+    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [] if not caller.has_spec())
+
+
 def build_plugin_host(
     *,
     strict: bool | None = None,
@@ -106,79 +119,141 @@ def build_plugin_host(
 
     :param strict: make any plugin failure fatal (default: ``CAVKIT_STRICT_PLUGINS``).
     :param autoload: load entry points (default: unless ``CAVKIT_DISABLE_PLUGIN_AUTOLOAD``).
-    :param extra_plugins: plugin objects (modules) to register directly, e.g. in tests.
+    :param extra_plugins: plugin objects (modules, or objects with ``@hookimpl`` methods) to register
+        directly, e.g. the plugin under test; they are contained like entry-point plugins.
     :param blocked: entry-point names to skip (default: ``CAVKIT_BLOCK_PLUGINS``).
+    :raises PluginLoadError: in strict mode, on the first plugin failure.
     """
     strict = _env_flag("CAVKIT_STRICT_PLUGINS") if strict is None else strict
     autoload = not _env_flag("CAVKIT_DISABLE_PLUGIN_AUTOLOAD") if autoload is None else autoload
     if blocked is None:
-        blocked = tuple(b for b in os.environ.get("CAVKIT_BLOCK_PLUGINS", "").split(",") if b)
+        blocked = tuple(b.strip() for b in os.environ.get("CAVKIT_BLOCK_PLUGINS", "").split(",") if b.strip())
     pm = pluggy.PluginManager("cavkit")
     pm.add_hookspecs(hookspecs)
-    host = PluginHost(pm, ComponentRegistry())
+    host = PluginHost(pm, ComponentRegistry(), strict=strict)
     version = _version(BUILTIN)
 
-    def record_failure(failure: PluginFailure, exc: BaseException) -> None:
+    def record_failure(failure: PluginFailure, exc: BaseException | None) -> None:
         if strict:
             raise PluginLoadError(f"{failure} (strict plugin mode)") from exc
         host.failures.append(failure)
         print(f"cavkit: warning: {failure}; run `cavkit plugins` for details", file=sys.stderr)
+
+    def register_contained(obj: object, info: PluginInfo) -> None:
+        """Register one third-party plugin; on any problem unregister it and record a failure."""
+        try:
+            pm.register(obj, name=info.name)
+            unknown = _unknown_hooks(pm, obj)
+            if unknown:
+                raise PluginLoadError(
+                    f"unknown hook(s) {', '.join(unknown)}; cavkit's hooks are "
+                    f"{', '.join(sorted(n for n in dir(pm.hook) if n.startswith('cavkit_')))}"
+                )
+        except Exception as exc:
+            if pm.has_plugin(info.name):
+                pm.unregister(name=info.name)
+            record_failure(PluginFailure(info.name, info.dist, info.version, "import", _describe(exc)), exc)
+            return
+        host.plugins.append(info)
 
     for module_name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name)
         host.plugins.append(PluginInfo(module_name, BUILTIN, version, True))
 
     for plugin in extra_plugins:
-        name = getattr(plugin, "__name__", None) or repr(plugin)
-        pm.register(plugin, name=name)
-        host.plugins.append(PluginInfo(name, name, "unknown", False))
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        register_contained(plugin, PluginInfo(name, name, "unknown", False))
 
     if autoload:
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist = ep.dist.name if ep.dist is not None else ep.name
             dist_version = ep.dist.version if ep.dist is not None else "unknown"
-            if ep.name in blocked or ep.name in seen:
+            if ep.name in blocked:
                 continue
-            seen.add(ep.name)
+            if ep.name in seen:
+                if canonical_plugin(seen[ep.name]) != canonical_plugin(dist):
+                    record_failure(
+                        PluginFailure(ep.name, dist, dist_version, "import",
+                                      f"entry point name {ep.name!r} is already used by {seen[ep.name]!r}"),
+                        None,
+                    )
+                continue  # the same distribution seen twice on sys.path
+            seen[ep.name] = dist
+            info = PluginInfo(ep.name, dist, dist_version, False)
             try:
                 obj = ep.load()
-                pm.register(obj, name=ep.name)
             except Exception as exc:
-                if pm.has_plugin(ep.name):
-                    pm.unregister(name=ep.name)
-                record_failure(PluginFailure(ep.name, dist, dist_version, "import", f"{type(exc).__name__}: {exc}"), exc)
+                record_failure(PluginFailure(ep.name, dist, dist_version, "import", _describe(exc)), exc)
                 continue
-            host.plugins.append(PluginInfo(ep.name, dist, dist_version, False))
+            register_contained(obj, info)
 
-    pm.check_pending()
+    pm.check_pending()  # only built-ins can still have unknown hooks here: a cavkit bug
 
     infos = {p.name: p for p in host.plugins}
     for impl in pm.hook.cavkit_register_components.get_hookimpls():
         info = infos[impl.plugin_name]
         scope = BUILTIN if info.builtin else info.dist
         try:
-            impl.function(registry=host.registry.scoped(scope))
+            impl.function(registry=host.registry.scoped(scope, source=info.name))
         except Exception as exc:
-            host.registry.remove_plugin(scope)
+            # A broken built-in module is contained like a third-party plugin (the rest of cavkit
+            # keeps working and `cavkit plugins` shows it); strict mode makes it fatal.
+            if info.builtin:
+                host.registry.remove_source(info.name)
+            else:
+                host.registry.remove_plugin(scope)
             host.plugins.remove(info)
             pm.unregister(name=impl.plugin_name)
-            failure = PluginFailure(info.name, info.dist, info.version, "register", f"{type(exc).__name__}: {exc}")
-            if info.builtin:
-                raise
-            record_failure(failure, exc)
+            record_failure(PluginFailure(info.name, info.dist, info.version, "register", _describe(exc)), exc)
     return host
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 _HOST: PluginHost | None = None
 
 
 def get_plugin_host(*, strict: bool | None = None) -> PluginHost:
-    """The process-wide plugin host, built on first use (never at import time)."""
+    """The process-wide plugin host, built on first use (never at import time).
+
+    Asking for ``strict=True`` when the cached host was built leniently rebuilds it strictly, so
+    failures it had tolerated become fatal.
+    """
     global _HOST
-    if _HOST is None:
+    if _HOST is None or (strict and not _HOST.strict):
         _HOST = build_plugin_host(strict=strict)
     return _HOST
+
+
+def set_plugin_host(host: PluginHost | None) -> None:
+    """Make ``host`` the process-wide host (``cavkit.testing`` uses this around CLI calls)."""
+    global _HOST
+    _HOST = host
+
+
+def add_plugin_commands(host: PluginHost, cli: "click.Group") -> None:
+    """Let every plugin add its commands to ``cli``; a failing third-party hook is only reported.
+
+    Records which plugin added which command in ``host.commands`` (shown by ``cavkit plugins``).
+    """
+    for impl in host.pm.hook.cavkit_register_commands.get_hookimpls():
+        before = set(cli.commands)
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            failure = PluginFailure(impl.plugin_name, impl.plugin_name, "unknown", "add commands", _describe(exc))
+            for info in host.plugins:
+                if info.name == impl.plugin_name:
+                    failure = PluginFailure(info.name, info.dist, info.version, "add commands", _describe(exc))
+            if host.strict:
+                raise PluginLoadError(f"{failure} (strict plugin mode)") from exc
+            host.failures.append(failure)
+            print(f"cavkit: warning: {failure}", file=sys.stderr)
+            continue
+        host.commands[impl.plugin_name] = sorted(set(cli.commands) - before)
 
 
 def reset_plugin_host() -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,16 @@ KINDS: tuple[str, ...] = (
 
 #: The plugin name that built-in components are registered under.
 BUILTIN = "cavkit"
+
+
+def canonical_plugin(name: str) -> str:
+    """Normalise a distribution name the way packaging does (``Cavkit_Example`` -> ``cavkit-example``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def with_article(kind: str) -> str:
+    """``'an objective'``, ``'a model'``: for messages."""
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
 
 
 def resolve_ref(ref: Any) -> Any:
@@ -65,6 +76,7 @@ class ComponentSpec:
     :ivar factory: callable ``factory(config, **context) -> component``, or a lazy reference.
     :ivar config: the attrs class declaring the parameters, or a lazy reference.
     :ivar summary: one line describing the component.
+    :ivar source: the pluggy plugin (module or entry point) whose hook registered it.
     """
 
     kind: str
@@ -73,6 +85,7 @@ class ComponentSpec:
     factory: Callable[..., Any] | str
     config: type | str
     summary: str = ""
+    source: str = ""
 
     @property
     def qualified_id(self) -> str:
@@ -101,9 +114,9 @@ class ComponentRegistry:
         self._specs: dict[tuple[str, str], list[ComponentSpec]] = {}
 
     # -- registration ---------------------------------------------------------------------------
-    def scoped(self, plugin: str) -> "PluginRegistrar":
-        """A registrar that stamps every registration with ``plugin``."""
-        return PluginRegistrar(self, plugin)
+    def scoped(self, plugin: str, source: str = "") -> "PluginRegistrar":
+        """A registrar that stamps every registration with ``plugin`` (and the hook's ``source``)."""
+        return PluginRegistrar(self, plugin, source or plugin)
 
     def _add(self, spec: ComponentSpec) -> None:
         if spec.kind not in KINDS:
@@ -111,9 +124,22 @@ class ComponentRegistry:
                 f"plugin {spec.plugin!r} registered {spec.name!r} under unknown kind {spec.kind!r}; "
                 f"kinds are: {', '.join(KINDS)}"
             )
-        if not spec.name or "/" in spec.name:
+        if not isinstance(spec.name, str) or not spec.name or "/" in spec.name:
             raise RegistrationError(
-                f"plugin {spec.plugin!r}: component name {spec.name!r} must be non-empty without '/'"
+                f"plugin {spec.plugin!r}: component name {spec.name!r} must be a non-empty string without '/'"
+            )
+        for what, ref in (("factory", spec.factory), ("config", spec.config)):
+            if isinstance(ref, str) and ":" not in ref:
+                raise RegistrationError(
+                    f"plugin {spec.plugin!r}: {spec.kind} {spec.name!r} {what} {ref!r} must be a "
+                    f"lazy reference 'package.module:attr'"
+                )
+        if not isinstance(spec.factory, str) and not callable(spec.factory):
+            raise RegistrationError(f"plugin {spec.plugin!r}: {spec.kind} {spec.name!r} factory is not callable")
+        if not isinstance(spec.config, str) and not attrs.has(spec.config):
+            raise RegistrationError(
+                f"plugin {spec.plugin!r}: {spec.kind} {spec.name!r} config must be an attrs class or a "
+                f"'package.module:Class' reference, got {spec.config!r}"
             )
         existing = self._specs.setdefault((spec.kind, spec.name), [])
         for other in existing:
@@ -137,6 +163,15 @@ class ComponentRegistry:
             else:
                 del self._specs[key]
 
+    def remove_source(self, source: str) -> None:
+        """Roll back every registration made by one hook implementation (one built-in module)."""
+        for key in list(self._specs):
+            kept = [s for s in self._specs[key] if s.source != source]
+            if kept:
+                self._specs[key] = kept
+            else:
+                del self._specs[key]
+
     # -- lookup ---------------------------------------------------------------------------------
     def specs(self, kind: str | None = None) -> list[ComponentSpec]:
         """Every spec (of one kind), sorted by kind then name."""
@@ -155,7 +190,7 @@ class ComponentRegistry:
         plugin, _, bare = name.rpartition("/")
         candidates = self._specs.get((kind, bare), [])
         if plugin:
-            candidates = [s for s in candidates if s.plugin == plugin]
+            candidates = [s for s in candidates if canonical_plugin(s.plugin) == canonical_plugin(plugin)]
         if len(candidates) == 1:
             return candidates[0]
         if len(candidates) > 1:
@@ -166,7 +201,7 @@ class ComponentRegistry:
         for other_kind in KINDS:
             if other_kind != kind and self._specs.get((other_kind, bare)):
                 raise UnknownComponentError(
-                    f"{name!r} is a {other_kind}, but a {kind} is expected here"
+                    f"{name!r} is {with_article(other_kind)}, but {with_article(kind)} is expected here"
                 )
         message = f"unknown {kind} {name!r}"
         close = difflib.get_close_matches(bare, self.names(kind), n=3, cutoff=0.6)
@@ -187,6 +222,7 @@ class PluginRegistrar:
 
     registry: ComponentRegistry
     plugin: str
+    source: str = ""
     #: The plugin API version; bumped when methods are added here.
     api_version: int = 1
 
@@ -208,4 +244,4 @@ class PluginRegistrar:
             ``"module:attr"`` reference to one. Keep config modules free of torch imports.
         :param summary: one line for ``cavkit components``.
         """
-        self.registry._add(ComponentSpec(kind, name, self.plugin, factory, config, summary))
+        self.registry._add(ComponentSpec(kind, name, self.plugin, factory, config, summary, self.source or self.plugin))

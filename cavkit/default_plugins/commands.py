@@ -28,25 +28,24 @@ def _host():
 
 
 @click.command("plugins")
-@click.option("--all", "show_all", is_flag=True, help="Also list the built-in plugins.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins_command(show_all: bool, as_json: bool) -> None:
+def plugins_command(as_json: bool) -> None:
     """List plugins: distribution, version, what each registered, and load failures."""
     host = _host()
-    rows = []
-    by_scope: dict[str, list[str]] = {}
+    registered: dict[str, list[str]] = {}
     for spec in host.registry.specs():
-        by_scope.setdefault(spec.plugin, []).append(f"{spec.kind}:{spec.name}")
-    seen_scopes: set[str] = set()
-    for info in host.plugins:
-        scope = "cavkit" if info.builtin else info.dist
-        if info.builtin and not show_all:
-            continue
-        if scope in seen_scopes:
-            continue
-        seen_scopes.add(scope)
-        name = "cavkit (built-in)" if info.builtin else info.name
-        rows.append({"name": name, "dist": info.dist, "version": info.version, "registered": by_scope.get(scope, [])})
+        registered.setdefault(spec.source, []).append(f"{spec.kind} {spec.qualified_id}")
+    rows = [
+        {
+            "name": info.name,
+            "dist": info.dist,
+            "version": info.version,
+            "builtin": info.builtin,
+            "components": registered.get(info.name, []),
+            "commands": host.commands.get(info.name, []),
+        }
+        for info in host.plugins
+    ]
     failures = [
         {"name": f.name, "dist": f.dist, "version": f.version, "stage": f.stage, "error": f.error}
         for f in host.failures
@@ -54,14 +53,19 @@ def plugins_command(show_all: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"plugins": rows, "failures": failures}, indent=2))
         return
-    if not rows:
-        click.echo("No third-party plugins installed (use --all to list the built-ins).")
     for row in rows:
-        click.echo(f"{row['name']}  [{row['dist']} {row['version']}]")
-        for item in row["registered"]:
+        origin = "built-in" if row["builtin"] else "plugin"
+        click.echo(f"{row['name']}  ({origin}; {row['dist']} {row['version']})")
+        for item in row["components"]:
             click.echo(f"    {item}")
+        if row["commands"]:
+            click.echo(f"    commands: {', '.join(row['commands'])}")
+        if not row["components"] and not row["commands"]:
+            click.echo("    (registered nothing)")
+    if not any(not r["builtin"] for r in rows):
+        click.echo("No third-party plugins installed.")
     for f in failures:
-        click.echo(f"FAILED {f['name']}  [{f['dist']} {f['version']}] could not {f['stage']}: {f['error']}")
+        click.echo(f"FAILED {f['name']}  ({f['dist']} {f['version']}): could not {f['stage']}: {f['error']}")
 
 
 @click.command("components")
@@ -80,11 +84,15 @@ def components_command(args: tuple[str, ...]) -> None:
         if kind not in KINDS:
             raise UsageError(f"unknown kind {kind!r}; kinds are: {', '.join(KINDS)}")
         spec = host.registry.get(kind, name, failed_plugins=host.failed_names())
-        click.echo(f"{spec.kind} {spec.qualified_id}")
+        try:
+            rows = describe_params(spec.config_class())
+        except Exception as exc:  # a plugin whose config class cannot be imported
+            raise UsageError(f"{kind} {spec.qualified_id!r}: cannot read its parameters: {exc}") from exc
+        click.echo(f"{spec.kind} {spec.qualified_id}  (from {spec.source})")
         if spec.summary:
             click.echo(f"  {spec.summary}")
-        click.echo("parameters:")
-        for row in describe_params(spec.config_class()):
+        click.echo("parameters:" if rows else "parameters: (none)")
+        for row in rows:
             click.echo(f"  {row['name']}: {row['type']} = {row['default']}")
             if row["help"]:
                 click.echo(f"      {row['help']}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import posixpath
+import re
 from typing import Any
 
 import yaml
@@ -18,6 +19,33 @@ import yaml
 from cavkit.errors import Problem, RecipeError, UsageError
 
 MAX_BASE_DEPTH = 8
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-4`` as a float.
+
+    YAML 1.1 (PyYAML) only treats exponent notation with a dot (``1.0e-4``) as a float, so a
+    learning rate written ``1e-4`` would silently become the string ``"1e-4"``.
+    """
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse recipe YAML safely (no tags that build Python objects)."""
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 - RecipeLoader is a SafeLoader
 
 
 def _read_text(uri: str) -> str:
@@ -32,11 +60,15 @@ def _read_text(uri: str) -> str:
         raise UsageError(f"{uri}: is a directory, expected a recipe YAML file") from None
     except UnicodeDecodeError:
         raise UsageError(f"{uri}: not a text file, expected a recipe YAML file") from None
+    except PermissionError:
+        raise UsageError(f"{uri}: permission denied reading the recipe") from None
+    except (ValueError, ImportError) as exc:  # unknown protocol, missing fsspec backend
+        raise UsageError(f"{uri}: cannot open the recipe: {exc}") from None
 
 
 def _parse(uri: str, text: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -104,7 +136,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             problems.append(Problem("--set", f"{item!r} must look like key.path=value"))
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = parse_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         parts = key.split(".")
