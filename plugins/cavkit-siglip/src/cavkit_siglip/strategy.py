@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from cavkit.errors import UsageError
+
 from cavkit_siglip.configs import SoftAlignmentConfig
 
 
@@ -44,7 +46,10 @@ def soft_alignment_similarity(
     :returns: ``[N,M]``; ``S[i,j]`` scores query ``i`` against gallery ``j``.
     """
     if query.ndim != 3 or gallery.ndim != 3 or query.shape[1:] != gallery.shape[1:]:
-        raise ValueError(f"expected query [N,K,D] and gallery [M,K,D], got {tuple(query.shape)} and {tuple(gallery.shape)}")
+        raise UsageError(
+            f"soft_alignment needs per-frame embeddings query [N,K,D] and gallery [M,K,D] with the same K and D; "
+            f"got {tuple(query.shape)} and {tuple(gallery.shape)}"
+        )
     n, k, _ = query.shape
     m = gallery.shape[0]
     w = min(window, k - 1)
@@ -67,6 +72,9 @@ def soft_alignment_similarity(
 
 class SoftAlignment:
     """``strategy(query [N,K,D], gallery [M,K,D]) -> similarity [N,M]``, scored in query chunks."""
+
+    #: ``S(q, g) == S(g, q).T``: one matrix serves both retrieval directions.
+    symmetric = True
 
     def __init__(self, config: SoftAlignmentConfig):
         self.window = config.window
