@@ -1,0 +1,120 @@
+"""Parameters of the model parts (attrs; no torch import, so ``cavkit components show`` stays fast).
+
+Defaults are the published full-size values (spec §2, §4.5). Widths shared by several parts
+(``embed_dim``, ``audio_length``, ``image_size``) live on the model and are handed to the parts
+when the model builds them, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from cavkit.config import ComponentNode, at_least, component, in_range, param
+
+AttnImpl = Literal["sdpa", "eager"]
+
+
+# -- tokenizers ----------------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class AudioPatchConfig:
+    """Audio fbank ``[B,T,128]`` to 16x16 patch tokens, frequency-major (spec §1.2)."""
+
+    patch_size: int = param(16, help="patch side in fbank frames and mel bins", validator=at_least(1))
+    num_mel_bins: int = param(128, help="mel bins F of the input fbank", validator=at_least(1))
+
+
+@attrs.frozen(kw_only=True)
+class ImagePatchConfig:
+    """Image ``[B,3,H,W]`` to 16x16 patch tokens, row-major (spec §1.2)."""
+
+    patch_size: int = param(16, help="patch side in pixels", validator=at_least(1))
+    in_chans: int = param(3, help="image channels", validator=at_least(1))
+
+
+# -- maskers -------------------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class MaskerConfig:
+    """Random masking at a ratio; tokens with the lowest noise are kept (spec §2.2)."""
+
+    ratio: float = param(0.75, help="fraction of tokens removed", validator=in_range(0.0, 0.999))
+
+
+# -- encoder / decoder ---------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class EncoderConfig:
+    """Modality-specific stacks, then the shared joint layer run as three passes (spec §2.1, §5.1)."""
+
+    depth: int = param(11, help="modality-specific blocks per modality (blocks_a, blocks_v)", validator=at_least(0))
+    joint_depth: int = param(1, help="shared joint blocks (blocks_u); passes chain across blocks", validator=at_least(1))
+    num_heads: int = param(12, help="attention heads", validator=at_least(1))
+    mlp_ratio: float = param(4.0, help="MLP hidden width / model width", validator=at_least(0.0))
+    global_tokens: bool = param(False, help="Sync global tokens cls_token_a/v (never masked, excluded from the joint pass)")
+    num_register_tokens: int = param(0, help="Sync register tokens per modality (dropped after the modality stacks)", validator=at_least(0))
+    contrastive_head_depth: int = param(0, help="extra blocks per modality on the contrastive branch (Sync option)", validator=at_least(0))
+    attn_impl: AttnImpl = param("sdpa", help="sdpa: fused scaled_dot_product_attention; eager: plain softmax baseline")
+
+
+@attrs.frozen(kw_only=True)
+class SyncEncoderConfig(EncoderConfig):
+    """The CAV-MAE Sync encoder as released: global tokens on, 8 registers per modality (spec §4.5)."""
+
+    global_tokens: bool = param(True, help="Sync global tokens cls_token_a/v (never masked, excluded from the joint pass)")
+    num_register_tokens: int = param(8, help="Sync register tokens per modality (dropped after the modality stacks)", validator=at_least(0))
+
+
+@attrs.frozen(kw_only=True)
+class DecoderConfig:
+    """The MAE decoder over [audio; visual] tokens with per-modality prediction heads (spec §2.3)."""
+
+    embed_dim: int = param(512, help="decoder width", validator=at_least(1))
+    depth: int = param(8, help="decoder blocks", validator=at_least(1))
+    num_heads: int = param(16, help="attention heads", validator=at_least(1))
+    mlp_ratio: float = param(4.0, help="MLP hidden width / decoder width", validator=at_least(0.0))
+    attn_impl: AttnImpl = param("sdpa", help="sdpa or eager attention")
+
+
+# -- models --------------------------------------------------------------------------------------
+
+@attrs.frozen(kw_only=True)
+class CAVMAEConfig:
+    """CAV-MAE pretraining model (spec §2). Defaults: the released full-size configuration."""
+
+    audio_length: int = param(1024, help="fbank frames T per example (multiple of the patch size)", validator=at_least(1))
+    image_size: int = param(224, help="image side H = W in pixels", validator=at_least(1))
+    embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
+    trainable_pos: bool = param(False, help="train the sin-cos position embeddings (upstream tr_pos)")
+    audio_tokenizer: ComponentNode | None = component("tokenizer", default_type="audio_patch", help="fbank to patch tokens")
+    visual_tokenizer: ComponentNode | None = component("tokenizer", default_type="image_patch", help="image to patch tokens")
+    audio_masker: ComponentNode | None = component("masker", default_type="unstructured", help="audio masking")
+    visual_masker: ComponentNode | None = component("masker", default_type="unstructured", help="visual masking")
+    encoder: ComponentNode | None = component("encoder", default_type="cav_mae_encoder", help="the encoder")
+    decoder: ComponentNode | None = component("decoder", default_type="mae_decoder", help="the MAE decoder")
+
+
+@attrs.frozen(kw_only=True)
+class CAVMAESyncConfig(CAVMAEConfig):
+    """CAV-MAE Sync pretraining model (spec §5): 416-frame audio segments, global and register tokens."""
+
+    audio_length: int = param(416, help="fbank frames T per audio segment (multiple of the patch size)", validator=at_least(1))
+    encoder: ComponentNode | None = component("encoder", default_type="sync_encoder", help="the encoder")
+
+
+ClassifierMode = Literal["multimodal", "audioonly", "videoonly", "missingaudioonly", "missingvideoonly"]
+
+
+@attrs.frozen(kw_only=True)
+class ClassifierConfig:
+    """Classifier over a CAV-MAE or Sync encoder with head LayerNorm + Linear (spec §3.1)."""
+
+    num_classes: int = param(527, help="number of classes C (527 AudioSet, 309 VGGSound)", validator=at_least(1))
+    mode: ClassifierMode = param("multimodal", help="which inputs and passes feed the head (spec §3.1)")
+    audio_length: int = param(1024, help="fbank frames T per example", validator=at_least(1))
+    image_size: int = param(224, help="image side in pixels", validator=at_least(1))
+    embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
+    trainable_pos: bool = param(True, help="train the position embeddings (upstream FT default tr_pos=True)")
+    init: str | None = param(None, help="checkpoint (official .pth or cavkit) whose encoder initialises this model")
+    audio_tokenizer: ComponentNode | None = component("tokenizer", default_type="audio_patch", help="fbank to patch tokens")
+    visual_tokenizer: ComponentNode | None = component("tokenizer", default_type="image_patch", help="image to patch tokens")
+    encoder: ComponentNode | None = component("encoder", default_type="cav_mae_encoder", help="the encoder")
