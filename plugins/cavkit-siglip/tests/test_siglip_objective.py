@@ -102,7 +102,7 @@ def test_logs_report_scale_bias_and_accuracy():
     logs = SigmoidContrastiveLoss(SiglipConfig())({}, out).logs
     assert logs["scale"].item() == pytest.approx(10.0)
     assert logs["bias"].item() == pytest.approx(-10.0)
-    assert logs["acc"].item() == 1.0
+    assert logs["c_acc"].item() == 1.0
     assert logs["pos_prob"].item() == pytest.approx(0.5)  # 10 * 1 - 10 = 0
 
 
@@ -133,5 +133,5 @@ def test_a_few_steps_of_training_separate_positive_pairs():
         optimizer.step()
         losses.append(result.loss.item())
     assert losses[-1] < 0.5 * losses[0]
-    assert result.logs["acc"].item() == 1.0
+    assert result.logs["c_acc"].item() == 1.0
     assert objective.bias.item() != pytest.approx(-10.0)

@@ -111,9 +111,10 @@ class SigmoidContrastiveLoss(nn.Module):
         with torch.no_grad():
             rows = torch.arange(audio.shape[0], device=audio.device)
             logs = {
+                "loss": loss.detach(),
                 "scale": self.log_scale.exp().detach(),
                 "bias": self.bias.detach().clone(),
-                "acc": (logits.argmax(dim=1) == rows + offset).float().mean(),
+                "c_acc": (logits.argmax(dim=1) == rows + offset).float().mean(),
                 "pos_prob": torch.sigmoid(logits[rows, rows + offset]).mean(),
             }
         return ObjectiveOutput(loss=loss, logs=logs)
