@@ -1,5 +1,8 @@
 """Patchify and unpatchify images and fbanks, and spread token masks over pixels (spec §1.5, §1.2).
 
+Thin shape-checking wrappers over :mod:`cavkit.nn.patchify` (the models' own patchify) plus the
+mask expansion the pictures need.
+
 Images ``[B,3,H,W]`` become ``[B,(H/p)(W/p),p·p·3]`` with tokens row-major and the in-patch order
 (row p, column q, channel c), channel fastest (MAE convention, like ``decoder_pred_v``). Fbanks
 ``[B,T,F]`` are viewed as ``[B,1,F,T]`` (height = frequency, width = time) and become
@@ -12,42 +15,36 @@ import math
 
 import torch
 
+from cavkit.nn.patchify import fbank_to_picture, patchify, unpatchify
+
 
 def patchify_image(images: torch.Tensor, patch: int) -> torch.Tensor:
     """``[B,C,H,W] -> [B,(H/patch)(W/patch),patch·patch·C]``."""
-    b, c, h, w = images.shape
-    gh, gw = h // patch, w // patch
-    x = images.reshape(b, c, gh, patch, gw, patch)
-    return torch.einsum("nchpwq->nhwpqc", x).reshape(b, gh * gw, patch * patch * c)
+    return patchify(images, patch)
 
 
 def unpatchify_image(tokens: torch.Tensor, grid: tuple[int, int], channels: int = 3) -> torch.Tensor:
     """Inverse of :func:`patchify_image`: ``[B,gh·gw,p·p·C] -> [B,C,gh·p,gw·p]``."""
-    b, n, d = tokens.shape
-    gh, gw = grid
+    _, n, d = tokens.shape
     patch = math.isqrt(d // channels)
-    if gh * gw != n or patch * patch * channels != d:
-        raise ValueError(f"cannot unpatchify {tuple(tokens.shape)} onto a {gh}x{gw} grid with {channels} channels")
-    x = tokens.reshape(b, gh, gw, patch, patch, channels)
-    return torch.einsum("nhwpqc->nchpwq", x).reshape(b, channels, gh * patch, gw * patch)
+    if grid[0] * grid[1] != n or patch * patch * channels != d:
+        raise ValueError(f"cannot unpatchify {tuple(tokens.shape)} onto a {grid[0]}x{grid[1]} grid with {channels} channels")
+    return unpatchify(tokens, patch, grid, channels)
 
 
 def patchify_fbank(fbank: torch.Tensor, patch: int = 16) -> torch.Tensor:
     """``[B,T,F] -> [B,(F/patch)(T/patch),patch·patch]``, frequency-major tokens (spec §1.5)."""
-    b, t, f = fbank.shape
-    x = fbank.transpose(1, 2).reshape(b, f // patch, patch, t // patch, patch)
-    return torch.einsum("nhpwq->nhwpq", x).reshape(b, (f // patch) * (t // patch), patch * patch)
+    return patchify(fbank_to_picture(fbank), patch)
 
 
 def unpatchify_fbank(tokens: torch.Tensor, frames: int, mel_bins: int = 128) -> torch.Tensor:
     """Inverse of :func:`patchify_fbank`: ``[B,La,p·p] -> [B,T,F]`` with ``T = frames``."""
-    b, n, d = tokens.shape
+    _, n, d = tokens.shape
     patch = math.isqrt(d)
-    gf, gt = mel_bins // patch, frames // patch
-    if gf * gt != n or patch * patch != d:
+    grid = (mel_bins // patch, frames // patch)
+    if grid[0] * grid[1] != n or patch * patch != d:
         raise ValueError(f"cannot unpatchify {tuple(tokens.shape)} into a [{frames},{mel_bins}] fbank")
-    x = tokens.reshape(b, gf, gt, patch, patch)
-    return torch.einsum("nhwpq->nhpwq", x).reshape(b, mel_bins, frames).transpose(1, 2)
+    return unpatchify(tokens, patch, grid, 1)[:, 0].transpose(1, 2)
 
 
 def image_grid(num_tokens: int, height: int, width: int) -> tuple[int, int]:

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import posixpath
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,17 +51,19 @@ def _event_dirs(run_dir: str) -> tuple[Any, str, dict[str, list[str]]]:
 def read_scalars(run_dir: str) -> dict[str, Series]:
     """Every scalar series in the event files under ``run_dir``.
 
-    Event files in a sub-folder ``val/`` of the run get their tags prefixed ``val/``. When one tag
+    Event files in a sub-folder ``val/`` of the folder holding the other event files (e.g.
+    ``<run>/tensorboard/val/``) get their tags prefixed ``val/``. When one tag
     is written more than once for a step (a resumed run), the last write wins.
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     fs, root, by_dir = _event_dirs(run_dir)
     local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    base = posixpath.commonpath(list(by_dir)) if by_dir else root
     series: dict[str, dict[int, float]] = {}
     with tempfile.TemporaryDirectory(prefix="cavkit-report-") as tmp:
         for folder, files in by_dir.items():
-            rel = folder[len(root) :].strip("/")
+            rel = folder[len(base) :].strip("/")
             if local:
                 source = folder
             else:
@@ -244,3 +247,107 @@ def render_html(content: ReportContent) -> str:
         parts.append("<p class='muted'>No version record found.</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+# -- a cavkit run directory (see cavkit.engine.run_dir) ---------------------------------------------
+#: Report files go here inside the run directory unless another folder is given.
+REPORT_DIR = "report"
+#: At most this many sample pictures are embedded.
+MAX_PICTURES = 12
+
+
+def _read_text(fs: Any, path: str) -> str | None:
+    return fs.cat_file(path).decode("utf-8") if fs.exists(path) else None
+
+
+def evaluation_results(metrics_jsonl: str | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """The last record of each non-training kind in ``metrics.jsonl``, as tables.
+
+    A record ``{"kind": "eval", "step": 9, "retrieval/audio/R1": 0.4, ...}`` becomes table ``eval
+    (step 9)`` with a row per key prefix (``retrieval/audio``) and a column per last key part (``R1``).
+    """
+    last: dict[str, dict[str, Any]] = {}
+    for line in (metrics_jsonl or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("kind", "train") != "train":
+            last[str(record["kind"])] = record
+    tables = {}
+    for kind, record in last.items():
+        rows: dict[str, dict[str, Any]] = {}
+        for key, value in flatten_metrics({k: v for k, v in record.items() if k not in ("kind", "step", "time")}).items():
+            row, _, col = key.rpartition("/")
+            rows.setdefault(row or kind, {})[col] = value
+        tables[f"{kind} (step {record.get('step', '?')})"] = rows
+    return tables
+
+
+def collect_report(run_dir: str, *, report_dir: str | None = None) -> ReportContent:
+    """Gather what a run directory holds: scalars, curves, recipe, versions, results, pictures.
+
+    Missing parts are simply absent (a run that crashed early still gets a report); a folder that
+    is not a run directory at all (no recipe, manifest, metrics or event files) is a usage error.
+    """
+    from cavkit.errors import UsageError
+
+    fs, root = fsspec.core.url_to_fs(run_dir)
+    root = root.rstrip("/")
+    if not fs.isdir(root):
+        raise UsageError(f"{run_dir}: not a folder; pass the run directory that `cavkit train` wrote")
+    recipe_text = _read_text(fs, f"{root}/recipe.yaml")
+    manifest_text = _read_text(fs, f"{root}/manifest.json")
+    metrics_text = _read_text(fs, f"{root}/metrics.jsonl")
+    scalars = read_scalars(run_dir)
+    if recipe_text is None and manifest_text is None and metrics_text is None and not scalars:
+        raise UsageError(
+            f"{run_dir}: no recipe.yaml, manifest.json, metrics.jsonl or TensorBoard events; is this a run directory?"
+        )
+    versions = None
+    if manifest_text:
+        try:
+            manifest = json.loads(manifest_text)
+            versions = {k: manifest[k] for k in ("versions", "torch", "python", "platform", "created") if k in manifest}
+            if manifest.get("starts"):
+                versions["starts"] = len(manifest["starts"])
+        except json.JSONDecodeError:
+            versions = {"manifest.json": "unreadable"}
+    skip = (report_dir or f"{root}/{REPORT_DIR}").rstrip("/")
+    skip = fsspec.core.url_to_fs(skip)[1].rstrip("/")
+    pictures = {}
+    for path in sorted(fs.find(root)):
+        if path.lower().endswith(".png") and not path.startswith(skip + "/") and len(pictures) < MAX_PICTURES:
+            pictures[path[len(root) + 1 :]] = fs.cat_file(path)
+    return ReportContent(
+        title=f"cavkit run {root.rsplit('/', 1)[-1]}",
+        scalars=scalars,
+        curves=plot_curves(scalars) if scalars else {},
+        recipe_text=recipe_text,
+        versions=versions,
+        results=evaluation_results(metrics_text),
+        pictures=pictures,
+    )
+
+
+def write_report(run_dir: str, out_dir: str | None = None) -> dict[str, str]:
+    """Write ``curves/<group>.png`` and ``index.html`` to ``out_dir`` (default ``<run_dir>/report``).
+
+    :returns: ``{"html": uri, "curves": [uris...]}``-style mapping of what was written.
+    """
+    from cavkit.pictures.files import join, write_bytes_atomic
+
+    out_dir = out_dir or join(run_dir, REPORT_DIR)
+    content = collect_report(run_dir, report_dir=out_dir)
+    written = {}
+    for name, png in content.curves.items():
+        uri = join(out_dir, "curves", name)
+        write_bytes_atomic(uri, png)
+        written[f"curves/{name}"] = uri
+    html_uri = join(out_dir, "index.html")
+    write_bytes_atomic(html_uri, render_html(content).encode("utf-8"))
+    written["index.html"] = html_uri
+    return written
