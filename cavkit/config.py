@@ -361,6 +361,20 @@ def structure(
     return instance, walker.problems
 
 
+def structure_node(
+    kind: str,
+    data: Any,
+    *,
+    registry: "ComponentRegistry",
+    path: str = "",
+    failed_plugins: list[str] | None = None,
+) -> tuple[ComponentNode | None, list[Problem]]:
+    """Validate one component node (``{type: name, **params}``) of ``kind``; return ``(node, problems)``."""
+    walker = _Structurer(registry, failed_plugins or [])
+    node = walker.node(kind, data, path)
+    return node, walker.problems
+
+
 def unstructure(obj: Any) -> Any:
     """A config (or node) back to plain YAML-able data, defaults filled in."""
     if isinstance(obj, ComponentNode):

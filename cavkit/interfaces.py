@@ -20,7 +20,9 @@ Kinds and their call signatures (every factory is called as ``factory(config, **
     a ``torch.utils.data.Dataset`` (or ``IterableDataset``) built as ``factory(config)``; items are
     dicts, see :data:`SAMPLE_KEYS`.
 ``masker``
-    ``masker(tokens [B,L,D], noise [B,L] | None) -> Masked``: keeps the tokens with the lowest noise.
+    ``masker(tokens [B,L,D], noise [B,L] | None, *, grid=(rows, cols) | None) -> Masked``: keeps the
+    ``int(L·(1-ratio))`` tokens with the lowest noise (drawing ``U[0,1)`` noise when ``None``);
+    ``grid`` is the token layout (frequency rows, time columns), needed by structured maskers.
 ``tokenizer`` / ``encoder`` / ``decoder``
     ``nn.Module`` parts assembled by a model; see their docstrings for shapes.
 """
