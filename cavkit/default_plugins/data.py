@@ -1,8 +1,31 @@
 """Built-in datasets (CAV-MAE, CAV-MAE Sync, shards, synthetic) and the data commands (prepare, data check)."""
 
+from __future__ import annotations
+
 from cavkit import hookimpl
 
 
 @hookimpl
 def cavkit_register_components(registry):
     """Register this area's built-in components (lazy references, no torch import)."""
+    registry.add(
+        "dataset",
+        "cav_mae",
+        "cavkit.data.datasets:build_cav_mae",
+        "cavkit.data.configs:CavMaeDataConfig",
+        summary="published datafile JSON: one frame + whole-clip kaldi fbank (spec §6.3)",
+    )
+    registry.add(
+        "dataset",
+        "cav_mae_sync",
+        "cavkit.data.datasets:build_cav_mae_sync",
+        "cavkit.data.configs:SyncDataConfig",
+        summary="published datafile JSON: frames with frame-aligned fbank segments (spec §6.4)",
+    )
+    registry.add(
+        "dataset",
+        "synthetic",
+        "cavkit.data.synthetic:build_synthetic",
+        "cavkit.data.configs:SyntheticDataConfig",
+        summary="generated clips whose sound and picture are tied (content, position, time); has ground truth",
+    )

@@ -1,0 +1,101 @@
+"""Every byte the data code reads or writes goes through fsspec (local, ``memory://``, ``s3://``...).
+
+Writes are atomic: a reader never sees a half-written file. Local files are written under a
+temporary name in the same folder and renamed; object stores (and ``memory://``) receive the whole
+object in one ``pipe`` call, which is atomic there.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """``(filesystem, path inside it)`` for a URI or local path."""
+    return fsspec.core.url_to_fs(uri)
+
+
+def is_local(uri: str) -> bool:
+    return isinstance(filesystem(uri)[0], LocalFileSystem)
+
+
+def has_protocol(uri: str) -> bool:
+    return "://" in uri or "::" in uri
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts onto a URI or local path (``/`` separated)."""
+    if not has_protocol(base):
+        return os.path.join(base, *parts)
+    return posixpath.join(base, *parts)
+
+
+def parent(uri: str) -> str:
+    if not has_protocol(uri):
+        return os.path.dirname(os.path.abspath(uri))
+    return posixpath.dirname(uri.rstrip("/"))
+
+
+def resolve(path: str, base_dir: str) -> str:
+    """``path`` if it is absolute or a URI, else ``path`` relative to ``base_dir``."""
+    if has_protocol(path) or os.path.isabs(path):
+        return path
+    return join(base_dir, path)
+
+
+def read_bytes(uri: str) -> bytes:
+    """The whole file; raises ``FileNotFoundError`` / ``OSError`` as the filesystem does."""
+    with fsspec.open(uri, "rb") as f:
+        return f.read()
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.exists(path)
+
+
+def size(uri: str) -> int | None:
+    """Size in bytes, or ``None`` when the file does not exist."""
+    fs, path = filesystem(uri)
+    try:
+        return int(fs.size(path))
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def makedirs(uri: str) -> None:
+    fs, path = filesystem(uri)
+    fs.makedirs(path, exist_ok=True)
+
+
+def write_bytes_atomic(uri: str, data: bytes) -> None:
+    """Write ``data`` to ``uri`` so that the file appears complete or not at all."""
+    fs, path = filesystem(uri)
+    if isinstance(fs, LocalFileSystem):
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return
+    parent_dir = posixpath.dirname(path)
+    if parent_dir:
+        try:
+            fs.makedirs(parent_dir, exist_ok=True)
+        except (OSError, NotImplementedError):  # pragma: no cover - object stores without folders
+            pass
+    fs.pipe_file(path, data)
+
+
+def write_text_atomic(uri: str, text: str) -> None:
+    write_bytes_atomic(uri, text.encode("utf-8"))
