@@ -1,0 +1,119 @@
+"""Distributed helpers on plain ``torch.distributed``: torchrun's environment, rank-0 checks, reductions.
+
+cavkit does not launch processes. Under ``torchrun`` the variables ``RANK``, ``LOCAL_RANK`` and
+``WORLD_SIZE`` are set; :func:`init_distributed` reads them, picks the backend (``nccl`` on CUDA,
+``gloo`` on CPU) and the device. Without them the run is a single process and nothing is
+initialised. The shape of this module follows Lightning Fabric's methods (``all_gather``,
+``barrier``, ``is_global_zero``) so that another engine could replace it later.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+
+from cavkit.errors import UsageError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: ``rank`` of ``world_size``, its ``local_rank`` and ``device``."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_rank_zero(self) -> bool:
+        return self.rank == 0
+
+
+def world_from_env() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from torchrun's environment (``(0, 1, 0)`` when absent)."""
+    try:
+        rank = int(os.environ.get("RANK", "0"))
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError as exc:
+        raise UsageError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers (set by torchrun): {exc}") from None
+    return rank, world, local
+
+
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Join the process group that torchrun describes (if any) and choose this process's device.
+
+    :param device: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
+    """
+    rank, world, local = world_from_env()
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise UsageError("device 'cuda' was requested but no CUDA device is available")
+    if use_cuda:
+        dev = torch.device("cuda", local % max(torch.cuda.device_count(), 1))
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not torch_dist.is_initialized():
+        if "MASTER_ADDR" not in os.environ:
+            raise UsageError("WORLD_SIZE > 1 but MASTER_ADDR is not set; launch with torchrun")
+        torch_dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+    return DistInfo(rank, world, local, dev)
+
+
+def shutdown_distributed() -> None:
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.is_distributed:
+        torch_dist.barrier()
+
+
+def all_reduce_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Mean of ``values`` over ranks (returns a new tensor; identity on one process)."""
+    if not info.is_distributed:
+        return values
+    out = values.detach().clone()
+    torch_dist.all_reduce(out, op=torch_dist.ReduceOp.SUM)
+    return out / info.world_size
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True when ``flag`` is true on at least one rank (every rank gets the same answer)."""
+    if not info.is_distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def broadcast_object(obj, info: DistInfo, src: int = 0):
+    """Send a picklable object from ``src`` to every rank."""
+    if not info.is_distributed:
+        return obj
+    box = [obj]
+    torch_dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x [B,...]`` from every rank along dim 0, keeping the gradient path.
+
+    Backward sums the incoming gradients over ranks for each rank's slice, so that a loss computed
+    on the gathered tensor and averaged by DDP equals the single-process loss over the global
+    batch (open_clip ``gather_features(gather_with_grad=True)``). Identity outside a process group.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()) or torch_dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
