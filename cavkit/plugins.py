@@ -99,6 +99,22 @@ def _version(dist: str) -> str:
         return __version__ if dist == BUILTIN else "unknown"
 
 
+def _distribution_of(plugin: object) -> tuple[str | None, str]:
+    """The installed distribution providing a directly registered plugin module, if any.
+
+    So that a plugin under test (``cavkit.testing.plugin_host(my_plugin)``) gets the same
+    qualified ids (``<dist>/<name>``) as when it is loaded through its entry point.
+    """
+    module = getattr(plugin, "__module__", None) if not isinstance(plugin, ModuleType) else plugin.__name__
+    top = (module or "").partition(".")[0]
+    if not top:
+        return None, "unknown"
+    dists = sorted(set(metadata.packages_distributions().get(top, [])))
+    if len(dists) != 1:
+        return None, "unknown"
+    return dists[0], _version(dists[0])
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -162,11 +178,15 @@ def build_plugin_host(
 
     for plugin in extra_plugins:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
-        register_contained(plugin, PluginInfo(name, name, "unknown", False))
+        dist, dist_version = _distribution_of(plugin)
+        register_contained(plugin, PluginInfo(name, dist or name, dist_version, False))
 
     if autoload:
         seen: dict[str, str] = {}
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        for ep in sorted(
+            metadata.entry_points(group=ENTRY_POINT_GROUP),
+            key=lambda e: (e.name, e.dist.name if e.dist is not None else ""),
+        ):
             dist = ep.dist.name if ep.dist is not None else ep.name
             dist_version = ep.dist.version if ep.dist is not None else "unknown"
             if ep.name in blocked:
