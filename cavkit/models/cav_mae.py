@@ -100,4 +100,9 @@ def build_cav_mae(config, **_: object) -> CAVMAE:
         config.decoder, "decoder", "mae_decoder", encoder_dim=config.embed_dim, audio_grid=at.grid,
         visual_grid=vt.grid, audio_patch_dim=at.patch_dim, visual_patch_dim=vt.patch_dim,
     )
-    return CAVMAE(**parts)
+    model = CAVMAE(**parts)
+    if config.init:
+        from cavkit.checkpoints.load import init_from_checkpoint
+
+        init_from_checkpoint(model, config.init)
+    return model

@@ -5,8 +5,9 @@ its parameters by the ``head.`` prefix. Modes:
 
 * ``multimodal``: both stacks, joint pass, ``norm``, mean over all patch tokens;
 * ``audioonly`` / ``videoonly``: one stack, its per-modality pass, ``norm_a``/``norm_v``, mean;
-* ``missingaudioonly`` / ``missingvideoonly`` (a multimodal model fed one modality): the mean of
-  [joint pass over that modality alone, ``norm``, mean] and [per-modality pass, mean].
+* ``missingaudioonly`` / ``missingvideoonly`` (a multimodally fine-tuned model fed audio only / video
+  only, the other modality missing): the mean of [joint pass over that modality alone, ``norm``,
+  mean] and [per-modality pass, mean].
 
 Global tokens, if the encoder has them, are run through the stacks but not pooled.
 """
@@ -44,15 +45,15 @@ class Classifier(nn.Module):
         """Pooled features ``[B, D]`` that feed the head in ``mode`` (default: this model's mode)."""
         mode = mode or self.mode
         enc = self.encoder
-        needs_audio = mode in ("multimodal", "audioonly", "missingvideoonly")
-        needs_image = mode in ("multimodal", "videoonly", "missingaudioonly")
+        needs_audio = mode in ("multimodal", "audioonly", "missingaudioonly")
+        needs_image = mode in ("multimodal", "videoonly", "missingvideoonly")
         if needs_audio and audio is None or needs_image and image is None:
             raise UsageError(f"classifier mode {mode!r} needs {'audio' if needs_audio and audio is None else 'image'} input")
         if mode == "multimodal":
             a = enc.strip_global(enc.stack_audio(self.audio_tokenizer(audio)))
             v = enc.strip_global(enc.stack_visual(self.visual_tokenizer(image)))
             return enc.joint(torch.cat([a, v], dim=1)).mean(dim=1)
-        if mode in ("audioonly", "missingvideoonly"):
+        if mode in ("audioonly", "missingaudioonly"):
             x, tag = enc.stack_audio(self.audio_tokenizer(audio)), "a"
         else:
             x, tag = enc.stack_visual(self.visual_tokenizer(image)), "v"

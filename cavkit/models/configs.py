@@ -85,6 +85,8 @@ class CAVMAEConfig:
     image_size: int = param(224, help="image side H = W in pixels", validator=at_least(1))
     embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
     trainable_pos: bool = param(False, help="train the sin-cos position embeddings (upstream tr_pos)")
+    init: str | None = param(None, help="checkpoint (official .pth or cavkit) to initialise from, e.g. IN-initial.pth; "
+                             "position embeddings of another shape stay fresh sin-cos")
     audio_tokenizer: ComponentNode | None = component("tokenizer", default_type="audio_patch", help="fbank to patch tokens")
     visual_tokenizer: ComponentNode | None = component("tokenizer", default_type="image_patch", help="image to patch tokens")
     audio_masker: ComponentNode | None = component("masker", default_type="unstructured", help="audio masking")

@@ -1,0 +1,330 @@
+"""Reading checkpoints of any supported kind into ready models, strictly.
+
+Supported files (any fsspec URI):
+
+* official CAV-MAE / CAV-MAE Sync / fine-tuned ``.pth`` (``module.`` prefix optional, upstream key
+  names): the model configuration is inferred from keys and shapes (spec §4.6);
+* cavkit weights (``.safetensors`` in cavkit key layout) with the model recipe in the file's
+  metadata (``recipe``) or in a sidecar ``<name>.yaml``;
+* cavkit training checkpoints (``torch.save`` dicts with ``format: cavkit.checkpoint``, the model
+  state and the resolved recipe).
+
+Everything is read with ``torch.load(weights_only=True)`` or safetensors: nothing in a file can run
+code. Loading is strict: missing, unexpected and mis-shaped keys are reported by name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from typing import Any, Iterable, Mapping
+
+import attrs
+import torch
+import yaml
+
+from cavkit.config import ComponentNode, component, structure
+from cavkit.errors import CheckpointError
+from cavkit.checkpoints import keys as K
+from cavkit.checkpoints.infer import check_heads, describe_keys, infer_model_node
+
+CAVKIT_FORMAT = "cavkit.model"
+_CAVKIT_PARTS = ("audio_tokenizer.", "visual_tokenizer.", "encoder.", "decoder.", "head.")
+
+
+@attrs.define
+class CheckpointContents:
+    """What a checkpoint file holds: tensors in cavkit or upstream layout, and the model node if stored."""
+
+    uri: str
+    state: dict[str, torch.Tensor]
+    layout: str  # "cavkit" | "upstream"
+    node: dict[str, Any] | None = None
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def _read_bytes(uri: str) -> bytes:
+    import fsspec
+
+    try:
+        with fsspec.open(uri, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise CheckpointError(f"{uri}: checkpoint file not found") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{uri}: is a directory, expected a checkpoint file (.pth, .pt or .safetensors)") from None
+    if not data:
+        raise CheckpointError(f"{uri}: the file is empty, expected a checkpoint")
+    return data
+
+
+def _looks_like_safetensors(data: bytes) -> bool:
+    if len(data) < 10:
+        return False
+    header = int.from_bytes(data[:8], "little")
+    return data[8:9] == b"{" and header < 100_000_000
+
+
+def _load_safetensors(uri: str, data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors.torch import load
+
+    header_len = int.from_bytes(data[:8], "little")
+    if len(data) < 8 + header_len:
+        raise CheckpointError(f"{uri}: truncated safetensors file (header says {header_len} bytes, file has {len(data) - 8})")
+    try:
+        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+        return load(data), meta
+    except Exception as exc:
+        raise CheckpointError(f"{uri}: truncated or corrupt safetensors file ({exc})") from None
+
+
+def _torch_load(uri: str, data: bytes) -> Any:
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise CheckpointError(
+                f"{uri}: the file holds Python objects other than tensors; cavkit loads checkpoints with "
+                "weights_only=True and never runs code from a file (save a plain state_dict instead)"
+            ) from None
+        raise CheckpointError(f"{uri}: not a PyTorch checkpoint or safetensors file ({exc})") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        text = str(exc)
+        if "central directory" in text or "PytorchStreamReader" in text or isinstance(exc, EOFError):
+            raise CheckpointError(f"{uri}: truncated or corrupt checkpoint (not a complete PyTorch file: {text.splitlines()[0] if text else type(exc).__name__})") from None
+        raise CheckpointError(f"{uri}: not a readable checkpoint ({type(exc).__name__}: {text})") from None
+
+
+def _tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _layout(state: Mapping[str, Any], uri: str) -> str:
+    if any(k.startswith(_CAVKIT_PARTS) for k in state):
+        return "cavkit"
+    if any(K.upstream_to_cavkit(k) is not None for k in state):
+        return "upstream"
+    raise CheckpointError(f"{uri}: not a CAV-MAE / CAV-MAE Sync checkpoint: it holds {describe_keys(state)}")
+
+
+def _node_from_recipe_text(text: str, uri: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CheckpointError(f"{uri}: the stored recipe is not valid YAML ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        return data["model"]
+    if isinstance(data, dict) and "type" in data:
+        return data
+    raise CheckpointError(f"{uri}: the stored recipe has no 'model:' section")
+
+
+def _sidecar_recipe(uri: str) -> str | None:
+    import fsspec
+
+    stem = uri[: -len(".safetensors")] if uri.endswith(".safetensors") else uri
+    for candidate in (f"{stem}.yaml", f"{stem}.recipe.yaml"):
+        try:
+            with fsspec.open(candidate, "r") as fh:
+                return fh.read()
+        except (FileNotFoundError, OSError):
+            continue
+    return None
+
+
+def read_checkpoint(uri: str) -> CheckpointContents:
+    """Read any supported checkpoint file; see the module docstring.
+
+    :raises CheckpointError: missing, empty, truncated or foreign files, with what was expected.
+    """
+    data = _read_bytes(uri)
+    node = None
+    if _looks_like_safetensors(data):
+        state, meta = _load_safetensors(uri, data)
+        text = meta.get("recipe") or _sidecar_recipe(uri)
+        if text:
+            node = _node_from_recipe_text(text, uri)
+    else:
+        obj = _torch_load(uri, data)
+        if isinstance(obj, Mapping) and obj.get("format") == "cavkit.checkpoint":
+            state = obj.get("model")
+            if isinstance(obj.get("recipe"), str):
+                node = _node_from_recipe_text(obj["recipe"], uri)
+        elif isinstance(obj, Mapping) and not _tensor_dict(obj):
+            inner = next((obj[k] for k in ("state_dict", "model", "model_state_dict") if _tensor_dict(obj.get(k))), None)
+            state = inner
+        else:
+            state = obj
+        if not _tensor_dict(state):
+            raise CheckpointError(
+                f"{uri}: not a model checkpoint: expected a state dict of named tensors, got "
+                f"{type(obj).__name__}{' with keys ' + ', '.join(map(str, list(obj)[:6])) if isinstance(obj, Mapping) else ''}"
+            )
+    state = K.strip_dataparallel(state)
+    return CheckpointContents(uri=uri, state=dict(state), layout=_layout(state, uri), node=node)
+
+
+# -- building --------------------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class _ModelSlot:
+    model: ComponentNode = component("model")
+
+
+def build_model_node(data: Mapping[str, Any], *, source: str = "model") -> ComponentNode:
+    """Validate a ``model:`` recipe node (a mapping with ``type:``) against the registry."""
+    from cavkit.errors import RecipeError
+    from cavkit.plugins import get_plugin_host
+
+    host = get_plugin_host()
+    slot, problems = structure(_ModelSlot, {"model": dict(data)}, registry=host.registry,
+                               failed_plugins=host.failed_names())
+    if problems:
+        raise RecipeError(source, problems)
+    return slot.model
+
+
+def apply_model_overrides(node: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any] | None,
+                          source: str) -> dict[str, Any]:
+    """Apply ``key.path=value`` strings (or a nested mapping) to a model node."""
+    from cavkit.recipe.load import apply_overrides, deep_merge
+
+    if not overrides:
+        return node
+    if isinstance(overrides, Mapping):
+        return deep_merge(node, dict(overrides))
+    return apply_overrides(node, list(overrides), source)
+
+
+def _display(key: str, layout: str) -> str:
+    return (K.cavkit_to_upstream(key) or key) if layout == "upstream" else key
+
+
+def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str,
+                      layout: str = "cavkit") -> None:
+    """Copy ``state`` (cavkit keys) into ``model``; any missing, unexpected or mis-shaped key is an error.
+
+    Keys are reported in the checkpoint's own naming (upstream names for official files).
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    misshaped = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or misshaped:
+        lines = [f"{source}: the checkpoint does not match the model it describes:"]
+        if missing:
+            lines.append(f"  missing ({len(missing)}): {', '.join(_display(k, layout) for k in missing[:20])}")
+        if unexpected:
+            lines.append(f"  unexpected ({len(unexpected)}): {', '.join(_display(k, layout) for k in unexpected[:20])}")
+        for k in misshaped[:20]:
+            lines.append(f"  mis-shaped {_display(k, layout)}: checkpoint {list(state[k].shape)}, model {list(own[k].shape)}")
+        raise CheckpointError("\n".join(lines))
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(state[k])
+
+
+def to_cavkit_keys(contents: CheckpointContents) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors under cavkit names; unknown upstream keys are reported."""
+    if contents.layout == "cavkit":
+        return dict(contents.state)
+    out, unknown = {}, []
+    for k, v in contents.state.items():
+        new = K.upstream_to_cavkit(k)
+        if new is None:
+            unknown.append(k)
+        else:
+            out[new] = v
+    if unknown:
+        raise CheckpointError(f"{contents.uri}: unexpected keys for a CAV-MAE / Sync model: {', '.join(unknown[:20])}")
+    return out
+
+
+def model_node_for(contents: CheckpointContents, overrides=None) -> dict[str, Any]:
+    """The model node of a checkpoint: stored, or inferred from (upstream-named) keys, then overridden."""
+    if contents.node is not None:
+        node = dict(contents.node)
+    else:
+        upstream = contents.state if contents.layout == "upstream" else {
+            K.cavkit_to_upstream(k) or k: v for k, v in contents.state.items()
+        }
+        node = infer_model_node(upstream, source=contents.uri)
+    node = apply_model_overrides(node, overrides, contents.uri)
+    check_heads(node, contents.uri)
+    return node
+
+
+def load_model(uri: str, *, expect: str | None = None, overrides=None, device: str | torch.device | None = None,
+               eval: bool = True) -> torch.nn.Module:
+    """Load any supported checkpoint into a ready model (strict; eval mode unless ``eval=False``).
+
+    :param expect: the model type the caller needs (``cav_mae``, ``cav_mae_sync``, ``classifier``);
+        a checkpoint of another model is a :class:`CheckpointError`.
+    :param overrides: ``["encoder.num_heads=2", ...]`` or a nested mapping applied to the model node
+        (needed only for non-published head counts, which checkpoints do not record).
+    """
+    contents = read_checkpoint(uri)
+    node_data = model_node_for(contents, overrides)
+    if expect is not None and node_data.get("type") != expect:
+        raise CheckpointError(
+            f"{uri}: holds a {node_data.get('type')!r} model, expected {expect!r}"
+            + _summary(node_data)
+        )
+    node = build_model_node(node_data, source=uri)
+    model = node.build()
+    load_state_strict(model, to_cavkit_keys(contents), source=uri, layout=contents.layout)
+    model.cavkit_node = node  # the validated recipe node that rebuilds this model
+    if device is not None:
+        model.to(device)
+    return model.eval() if eval else model
+
+
+def _summary(node: Mapping[str, Any]) -> str:
+    enc = node.get("encoder") or {}
+    return (f" (audio_length {node.get('audio_length')}, global tokens {enc.get('global_tokens')}, "
+            f"registers {enc.get('num_register_tokens')})")
+
+
+# -- initialising a new model from a checkpoint ------------------------------------------------------
+def init_from_checkpoint(model: torch.nn.Module, uri: str) -> dict[str, list[str]]:
+    """Initialise ``model`` from the matching weights of another model's checkpoint.
+
+    Expected differences (spec §4.6, §7.3) are allowed: decoder weights into a classifier, a
+    classifier head into a pretraining model, a fresh head when the checkpoint has none or another
+    class count, and fresh sin-cos position embeddings where their shape differs (e.g. Sync's 416-frame
+    audio from a 1024-frame initialisation). Everything else must match.
+
+    :returns: ``{"loaded": [...], "fresh": [...], "ignored": [...]}`` (cavkit key names).
+    """
+    contents = read_checkpoint(uri)
+    state = to_cavkit_keys(contents)
+    own = model.state_dict()
+    loaded, fresh, ignored, errors = [], [], [], []
+    for k, v in own.items():
+        if k not in state:
+            if k.startswith("head."):
+                fresh.append(k)
+            else:
+                errors.append(f"missing {_display(k, contents.layout)}")
+            continue
+        if tuple(state[k].shape) != tuple(v.shape):
+            if k.startswith("head.") or k.endswith(("pos_embed", "pos_embed_a", "pos_embed_v")):
+                fresh.append(k)
+            else:
+                errors.append(f"mis-shaped {_display(k, contents.layout)}: checkpoint {list(state[k].shape)}, model {list(v.shape)}")
+            continue
+        loaded.append(k)
+    for k in state:
+        if k not in own:
+            if k.startswith(("decoder.", "head.")):
+                ignored.append(k)
+            else:
+                errors.append(f"unexpected {_display(k, contents.layout)}")
+    if errors:
+        raise CheckpointError(f"{uri}: cannot initialise this model from it:\n  " + "\n  ".join(errors[:30]))
+    with torch.no_grad():
+        for k in loaded:
+            own[k].copy_(state[k])
+    return {"loaded": loaded, "fresh": fresh, "ignored": ignored}
+
+
