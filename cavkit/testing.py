@@ -273,6 +273,8 @@ def _run_objective(objective: Any, config: Any, inputs: dict, gen: Any, where: s
     for key, value in result.logs.items():
         if isinstance(value, torch.Tensor) and value.numel() != 1:
             raise AssertionError(f"{where} logs[{key!r}] should be a scalar")
+        if isinstance(value, torch.Tensor):
+            value = value.detach()
         if isinstance(value, int | float | torch.Tensor) and not math.isfinite(float(value)):
             raise AssertionError(f"{where} logs[{key!r}] is not finite")
     return result
