@@ -132,7 +132,23 @@ class Recipe:
     run: RunConfig = param(factory=RunConfig, help="run directory and checkpoints")
 
 
-def _check_requires(requires: Any) -> list[Problem]:
+def _plugin_not_loaded(dist_name: str, host: Any) -> bool:
+    """Whether installed distribution ``dist_name`` declares a ``cavkit`` entry point that ``host`` did not load."""
+    from importlib import metadata
+
+    from cavkit.registry import canonical_plugin
+
+    try:
+        entry_points = metadata.distribution(dist_name).entry_points
+    except metadata.PackageNotFoundError:
+        return False
+    if not any(ep.group == "cavkit" for ep in entry_points):
+        return False
+    loaded = {canonical_plugin(p.dist) for p in getattr(host, "plugins", ())}
+    return canonical_plugin(dist_name) not in loaded
+
+
+def _check_requires(requires: Any, host: Any = None) -> list[Problem]:
     from importlib import metadata
 
     from packaging.requirements import InvalidRequirement, Requirement
@@ -153,12 +169,18 @@ def _check_requires(requires: Any) -> list[Problem]:
             continue
         if req.specifier and not req.specifier.contains(have, prereleases=True):
             problems.append(Problem(f"requires.{i}", f"{req.name} {have} is installed but {item!r} is required"))
+        elif host is not None and _plugin_not_loaded(req.name, host):
+            problems.append(Problem(
+                f"requires.{i}",
+                f"{req.name} {have} is installed but its cavkit plugin is not loaded (entry-point autoload is off, "
+                "it is blocked by CAVKIT_BLOCK_PLUGINS, or it failed to load; see `cavkit plugins`)",
+            ))
     return problems
 
 
 def validate_recipe(data: dict[str, Any], *, source: str, host: Any) -> Recipe:
     """Check recipe data against :class:`Recipe` and the registry; raise with every problem."""
-    problems = _check_requires(data.get("requires", []))
+    problems = _check_requires(data.get("requires", []), host)
     version = data.get("cavkit", RECIPE_VERSION)
     if version != RECIPE_VERSION and isinstance(version, int):
         problems.append(Problem("cavkit", f"recipe schema version {version} is not supported (this cavkit reads {RECIPE_VERSION})"))
