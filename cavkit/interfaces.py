@@ -15,7 +15,8 @@ Kinds and their call signatures (every factory is called as ``factory(config, **
 ``retrieval_strategy``
     ``strategy(query [N,K,D], gallery [M,K,D]) -> similarity [N,M]``: inputs are L2-normalised
     per-frame embeddings (K = 1 for single-vector models); row i scores query i against every
-    gallery item.
+    gallery item. Optional attribute ``symmetric = True`` declares ``S(q, g) == S(g, q).T``, so that
+    retrieval evaluation computes one matrix for both directions.
 ``dataset``
     a ``torch.utils.data.Dataset`` (or ``IterableDataset``) built as ``factory(config)``; items are
     dicts, see :data:`SAMPLE_KEYS`.
