@@ -60,8 +60,9 @@ def objective_labels(nodes: list[Any]) -> list[str]:
 class TrainStep(nn.Module):
     """The model and its weighted objectives as one module.
 
-    ``forward(batch, noise_audio, noise_visual) -> (total, losses [n_objectives], logs, output)``
-    where ``total = sum(weight_i * loss_i)`` and ``losses`` are the unweighted objective losses.
+    ``forward(batch, noise_audio, noise_visual) -> (total, losses [n_objectives], logs)`` where
+    ``total = sum(weight_i * loss_i)`` and ``losses`` are the unweighted objective losses. With
+    ``keep_output`` set, the model output of the last forward is kept in ``kept_output``.
     """
 
     def __init__(self, model: nn.Module, objectives: list[nn.Module], labels: list[str], weights: list[float]):
@@ -70,6 +71,8 @@ class TrainStep(nn.Module):
         self.objectives = nn.ModuleList(objectives)
         self.labels = labels
         self.weights = weights
+        self.keep_output = False
+        self.kept_output: ModelOutput | None = None
 
     def forward(self, batch: dict[str, Any], noise_audio: torch.Tensor | None = None, noise_visual: torch.Tensor | None = None):
         output: ModelOutput = self.model(batch["audio"], batch["image"], noise_audio=noise_audio, noise_visual=noise_visual)
@@ -82,8 +85,10 @@ class TrainStep(nn.Module):
             total = weight * loss if total is None else total + weight * loss
             for key, value in result.logs.items():
                 if key != "loss":
-                    logs[f"{label}/{key}"] = value
-        return total, torch.stack(losses), logs, output
+                    logs[f"{label}/{key}"] = value.detach() if isinstance(value, torch.Tensor) else value
+        # the model output stays out of the return value: DDP must only see tensors that feed the loss
+        self.kept_output = output if self.keep_output else None
+        return total, torch.stack(losses), logs
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -168,12 +173,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
         self.trainable = [p for p in self.train_step.parameters() if p.requires_grad]
 
-        # -- DDP -----------------------------------------------------------------------------
+        # -- DDP (wrapped at the first step, see _wrap_ddp) ------------------------------------------
         self.module: nn.Module = self.train_step
-        if dist.is_distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            self.module = DDP(self.train_step, device_ids=[self.device] if self.device.type == "cuda" else None)
 
         # -- progress -------------------------------------------------------------------------
         self.step = 0
@@ -291,6 +292,28 @@ class Trainer:
         g = torch.Generator().manual_seed(derive_seed(self.seed, step, salt))
         return torch.rand(self.global_batch, la, generator=g), torch.rand(self.global_batch, lv, generator=g)
 
+    # -- DDP ----------------------------------------------------------------------------------------
+    def _unused_parameters(self, batch: dict[str, Any]) -> list[str]:
+        """Trainable parameters that get no gradient from one local forward/backward (RNG and grads untouched)."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            with self._autocast():
+                total, _, _ = self.train_step(batch)
+            total.backward()
+        unused = [n for n, p in self.train_step.named_parameters() if p.requires_grad and p.grad is None]
+        self.optimizer.zero_grad(set_to_none=True)
+        return unused
+
+    def _wrap_ddp(self, batch: dict[str, Any]) -> None:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        unused = self._unused_parameters(batch)
+        if unused and self.dist.is_rank_zero:
+            shown = ", ".join(unused[:6]) + (" ..." if len(unused) > 6 else "")
+            print(f"cavkit: note: {len(unused)} trainable parameter(s) get no gradient ({shown}); "
+                  "DDP runs with find_unused_parameters", file=sys.stderr)
+        self.module = DDP(self.train_step, device_ids=[self.device] if self.device.type == "cuda" else None,
+                          find_unused_parameters=bool(unused))
+
     # -- one optimiser step --------------------------------------------------------------------------
     def _autocast(self):
         if self.cfg.precision == "fp32":
@@ -304,6 +327,8 @@ class Trainer:
         if cfg.masking_noise == "global" and not self._probed:
             self.token_counts = self._probe_token_counts(_to_device(micro_batches[0], self.device))
             self._probed = True
+        if self.dist.is_distributed and self.module is self.train_step:
+            self._wrap_ddp(_to_device(micro_batches[0], self.device))
         noise = self._step_noise(self.step) if cfg.masking_noise == "global" else None
         if cfg.sum_device_losses:
             loss_scale = float(self.dist.world_size)
@@ -322,8 +347,9 @@ class Trainer:
                 nv = batch_slice(noise[1], **where).to(self.device)
             sync = micro == accum - 1 or not self.dist.is_distributed
             with (_no_op() if sync else self.module.no_sync()):
+                self.train_step.keep_output = bool(cfg.image_every) and (self.step + 1) % cfg.image_every == 0
                 with self._autocast():
-                    total, losses, logs, output = self.module(batch, na, nv)
+                    total, losses, logs = self.module(batch, na, nv)
                 self.scaler.scale(total * loss_scale).backward()
             loss_sums += losses.detach()
             total_sum += total.detach()
@@ -331,8 +357,8 @@ class Trainer:
                 log_sums[key] = log_sums.get(key, 0) + _scalar(value, self.device)
             if "skipped" in batch and isinstance(batch["skipped"], torch.Tensor):
                 self._skipped += int(batch["skipped"].sum())
-        if cfg.image_every and (self.step + 1) % cfg.image_every == 0:
-            self._image_output = output
+        if self.train_step.keep_output:
+            self._image_output, self.train_step.kept_output = self.train_step.kept_output, None
         bad = ~torch.isfinite(loss_sums)
         if any_rank(bool(bad.any()) or not bool(torch.isfinite(total_sum)), self.dist):
             self.optimizer.zero_grad(set_to_none=True)
@@ -385,7 +411,7 @@ class Trainer:
                 na = torch.rand(n, self.token_counts[0], generator=g).to(self.device)
                 nv = torch.rand(n, self.token_counts[1], generator=g).to(self.device)
             with self._autocast():
-                total, losses, _, _ = self.train_step(batch, na, nv)
+                total, losses, _ = self.train_step(batch, na, nv)
             sums += torch.cat([total.detach().reshape(1), losses.detach()])
             count += 1
         sums = all_reduce_mean(sums / max(count, 1), self.dist)
