@@ -118,7 +118,9 @@ class Trainer:
         self.cfg = recipe.trainer
         self.run_dir = run_dir
         self.dist = dist
-        self.versions = versions or {}
+        from cavkit import __version__
+
+        self.versions = {"cavkit": __version__, **(versions or {})}
         self.on_step_end = list(on_step_end or [])
         self.argv = list(argv if argv is not None else sys.argv)
         self.device = dist.device
