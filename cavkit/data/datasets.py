@@ -37,7 +37,7 @@ from cavkit.data import datafile as df
 from cavkit.data import storage
 from cavkit.data.audio import SAMPLE_RATE, AudioDecodeError, decode_audio, to_mono_16k
 from cavkit.data.configs import CavMaeDataConfig, SyncDataConfig
-from cavkit.data.fbank import kaldi_fbank, normalize, pad_or_crop, segments
+from cavkit.data.fbank import kaldi_fbank, normalize, pad_or_crop, segments, single_threaded
 from cavkit.data.images import ImageDecodeError, augment_transform, decode_image, eval_transform
 from cavkit.errors import DataError
 
@@ -120,6 +120,10 @@ class FileDataset(Dataset):
         return count
 
     def __getitem__(self, index: int) -> dict:
+        with single_threaded():
+            return self._get(index)
+
+    def _get(self, index: int) -> dict:
         if not self.config.skip_bad_clips:
             return {**self.item(index), "skipped": 0}
         skipped = 0

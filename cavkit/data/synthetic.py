@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from cavkit.data.audio import SAMPLE_RATE
 from cavkit.data.configs import SyntheticDataConfig
-from cavkit.data.fbank import kaldi_fbank, normalize, pad_or_crop, segments
+from cavkit.data.fbank import kaldi_fbank, normalize, pad_or_crop, segments, single_threaded
 from cavkit.data.images import IMAGENET_MEAN, IMAGENET_STD
 
 CLASS_NAMES = (
@@ -271,6 +271,10 @@ class SyntheticDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(index)
+        with single_threaded():
+            return self._get(index)
+
+    def _get(self, index: int) -> dict:
         cfg = self.config
         clip = self.clip(index)
         k = cfg.num_frames
