@@ -33,14 +33,16 @@ def cavkit_register_components(registry: "PluginRegistrar") -> None:
     """Register components of any kind.
 
     :param registry: a view of the component registry scoped to the calling plugin. Call
-        ``registry.add(kind, name, factory, config)`` once per component, where ``kind`` is one of
-        :data:`cavkit.registry.KINDS`, ``factory`` is a callable or a lazy ``"module:attr"``
-        reference called as ``factory(config)``, and ``config`` is an attrs class (or a lazy
-        ``"module:attr"`` reference to one) declaring the component's parameters.
+        ``registry.add(kind, name, factory, config, summary=...)`` once per component, where
+        ``kind`` is one of :data:`cavkit.registry.KINDS`, ``factory`` is a callable or a lazy
+        ``"module:attr"`` reference called as ``factory(config, **context)``, and ``config`` is an
+        attrs class (or a lazy ``"module:attr"`` reference to one) declaring the component's
+        parameters. ``registry.plugin`` is the name components are qualified with
+        (``<plugin>/<name>``) and ``registry.api_version`` the plugin-API version.
 
     Use lazy string references so that ``cavkit --help`` and ``cavkit components`` stay fast and
     never import torch. A name that a built-in already uses is refused; the plugin's registrations
-    are then rolled back and the failure is reported by ``cavkit plugins``.
+    are then rolled back and the failure is reported by ``cavkit plugins``. See docs/plugins.md.
     """
 
 
@@ -50,5 +52,7 @@ def cavkit_register_commands(cli: "click.Group") -> None:
 
     :param cli: the top-level click group. Add commands with ``@cli.command()`` or
         ``cli.add_command(...)``. Import heavy modules (torch) inside the command body, not at
-        module level, so ``cavkit --help`` stays fast.
+        module level, so ``cavkit --help`` stays fast. Raise :class:`cavkit.errors.UsageError` for
+        bad input: the CLI prints it without a traceback and exits with status 2. A hook that
+        raises is reported and skipped (fatal in strict mode).
     """

@@ -155,5 +155,8 @@ def recipe_show(recipe: str, overrides: tuple[str, ...]) -> None:
     from cavkit.config import unstructure
     from cavkit.recipe import load_recipe
 
-    resolved = load_recipe(recipe, overrides)
+    host = _host()
+    resolved = load_recipe(recipe, overrides, host=host)
+    versions = ", ".join(f"{dist} {version}" for dist, version in sorted(host.versions().items()))
+    click.echo(f"# resolved from {recipe} with {versions}")
     click.echo(yaml.safe_dump(unstructure(resolved), sort_keys=False), nl=False)
