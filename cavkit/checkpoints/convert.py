@@ -1,0 +1,95 @@
+"""``cavkit convert``: official checkpoints to cavkit's format and back to the upstream layout.
+
+* cavkit format: one ``.safetensors`` file with cavkit key names and, in its metadata, the recipe
+  (``model:`` node, defaults filled in) that rebuilds the model; the same recipe is also written
+  beside it as ``<name>.yaml`` so it can be read, edited or used as a recipe ``base:``;
+* upstream layout: a ``torch.save`` state dict with the ``module.`` prefix and upstream key names
+  in upstream order, which the published code loads (spec §4).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Iterable
+
+import torch
+import yaml
+
+from cavkit.checkpoints import keys as K
+from cavkit.checkpoints.load import CAVKIT_FORMAT, load_model, read_checkpoint
+from cavkit.config import unstructure
+from cavkit.errors import UsageError
+
+
+def _write_bytes_atomic(uri: str, data: bytes) -> None:
+    """Write to a temporary name beside ``uri``, then rename: never a half-written file."""
+    import uuid
+
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    name = path.rsplit("/", 1)[-1]
+    tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp" if parent else f".{name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with fs.open(tmp, "wb") as fh:
+            fh.write(data)
+        fs.mv(tmp, path)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+
+
+def model_recipe_text(model: torch.nn.Module) -> str:
+    """The recipe (``cavkit: 1`` + ``model:``) that rebuilds ``model`` (loaded by :func:`load_model`)."""
+    node = unstructure(model.cavkit_node)
+    node.pop("init", None)
+    return yaml.safe_dump({"cavkit": 1, "model": node}, sort_keys=False)
+
+
+def cavkit_bytes(model: torch.nn.Module) -> tuple[bytes, str]:
+    """``(safetensors bytes, recipe YAML)`` of a model loaded by :func:`load_model`."""
+    from safetensors.torch import save
+
+    recipe = model_recipe_text(model)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return save(tensors, metadata={"format": CAVKIT_FORMAT, "recipe": recipe}), recipe
+
+
+def upstream_state_dict(model: torch.nn.Module, *, prefix: str = K.DATAPARALLEL_PREFIX) -> dict[str, torch.Tensor]:
+    """The model's weights under upstream names and order, with the ``module.`` prefix (spec §4.1)."""
+    out = {}
+    for k, v in model.state_dict().items():
+        up = K.cavkit_to_upstream(k)
+        if up is None:
+            raise UsageError(f"parameter {k!r} has no upstream equivalent; this model cannot be exported to the upstream layout")
+        out[up] = v.detach().cpu().clone()
+    return {prefix + k: out[k] for k in sorted(out, key=K.upstream_order)}
+
+
+def convert(src: str, dst: str, *, target: str = "auto", overrides: Iterable[str] = ()) -> list[str]:
+    """Convert ``src`` to ``dst``; ``target`` is ``cavkit``, ``upstream`` or ``auto`` (the other layout).
+
+    :returns: the URIs written.
+    """
+    layout = read_checkpoint(src).layout
+    if target == "auto":
+        target = "cavkit" if layout == "upstream" else "upstream"
+    model = load_model(src, overrides=list(overrides))
+    if target == "cavkit":
+        if not dst.endswith(".safetensors"):
+            raise UsageError(f"{dst}: the cavkit format is a .safetensors file; name the output *.safetensors")
+        data, recipe = cavkit_bytes(model)
+        sidecar = dst[: -len(".safetensors")] + ".yaml"
+        _write_bytes_atomic(dst, data)
+        _write_bytes_atomic(sidecar, recipe.encode())
+        return [dst, sidecar]
+    if target == "upstream":
+        buffer = io.BytesIO()
+        torch.save(upstream_state_dict(model), buffer)
+        _write_bytes_atomic(dst, buffer.getvalue())
+        return [dst]
+    raise UsageError(f"unknown conversion target {target!r}; use cavkit, upstream or auto")
