@@ -29,3 +29,12 @@ def cavkit_register_components(registry):
         "cavkit.data.configs:SyntheticDataConfig",
         summary="generated clips whose sound and picture are tied (content, position, time); has ground truth",
     )
+
+
+@hookimpl
+def cavkit_register_commands(cli):
+    """Add ``cavkit prepare`` and ``cavkit data check``."""
+    from cavkit.data.commands import data_group, prepare_command
+
+    cli.add_command(prepare_command)
+    cli.add_command(data_group)

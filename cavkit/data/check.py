@@ -1,0 +1,121 @@
+"""``cavkit data check``: how much of a datafile is actually there and readable (no torch)."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+from collections import Counter
+
+import attrs
+from PIL import Image
+
+from cavkit.data import datafile as df
+from cavkit.data import storage
+from cavkit.data.audio import AudioDecodeError, decode_audio
+
+
+def audio_status(uri: str) -> str:
+    """``ok``, ``missing``, ``empty`` or ``unreadable`` (the whole file is decoded)."""
+    try:
+        data = storage.read_bytes(uri)
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "unreadable"
+    if not data:
+        return "empty"
+    try:
+        decode_audio(data)
+    except AudioDecodeError:
+        return "unreadable"
+    return "ok"
+
+
+def frame_status(uri: str) -> str:
+    """``ok``, ``missing``, ``empty`` or ``unreadable`` (PIL decodes the image)."""
+    try:
+        data = storage.read_bytes(uri)
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "unreadable"
+    if not data:
+        return "empty"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except Exception:
+        return "unreadable"
+    return "ok"
+
+
+@attrs.define
+class CheckReport:
+    datafile: str
+    num_frames: int
+    clips: int = 0
+    audio: Counter = attrs.field(factory=Counter)
+    frames: Counter = attrs.field(factory=Counter)
+    frames_by_index: dict[int, Counter] = attrs.field(factory=dict)
+    usable_cav_mae: int = 0
+    usable_sync: int = 0
+    bad_clips: list[tuple[str, str]] = attrs.field(factory=list)
+
+    @property
+    def all_ok(self) -> bool:
+        return self.audio["ok"] == self.clips and self.frames["ok"] == self.clips * self.num_frames
+
+    def as_dict(self) -> dict:
+        return {
+            "datafile": self.datafile,
+            "clips": self.clips,
+            "audio": dict(self.audio),
+            "frames": dict(self.frames),
+            "frames_by_index": {i: dict(c) for i, c in sorted(self.frames_by_index.items())},
+            "usable_cav_mae": self.usable_cav_mae,
+            "usable_cav_mae_sync": self.usable_sync,
+            "bad_clips": [{"video_id": v, "problem": p} for v, p in self.bad_clips],
+        }
+
+    def lines(self) -> list[str]:
+        def fmt(counter: Counter) -> str:
+            return ", ".join(f"{k} {counter[k]}" for k in ("ok", "missing", "empty", "unreadable") if counter[k] or k == "ok")
+
+        out = [f"{self.datafile}: {self.clips} clips", f"  audio:  {fmt(self.audio)}", f"  frames ({self.num_frames} per clip): {fmt(self.frames)}"]
+        short = [i for i, c in sorted(self.frames_by_index.items()) if c["ok"] < self.clips]
+        for i in short[:16]:
+            out.append(f"    frame_{i}: {fmt(self.frames_by_index[i])}")
+        out.append(f"  usable for cav_mae (audio + frames 0-{min(self.num_frames, 10) - 1}): {self.usable_cav_mae}")
+        if self.num_frames >= 16:
+            out.append(f"  usable for cav_mae_sync (audio + frames 0-15): {self.usable_sync}")
+        for video_id, problem in self.bad_clips[:10]:
+            out.append(f"    {video_id}: {problem}")
+        if len(self.bad_clips) > 10:
+            out.append(f"    ... {len(self.bad_clips) - 10} more (use --json)")
+        return out
+
+
+def _check_clip(clip: df.Clip, num_frames: int) -> tuple[str, list[str]]:
+    return audio_status(clip.wav), [frame_status(clip.frame_uri(i)) for i in range(num_frames)]
+
+
+def check_datafile(uri: str, *, num_frames: int = 16, workers: int = 8) -> CheckReport:
+    """Read every audio file and frame the datafile names; count what is missing or unreadable."""
+    clips = df.load_datafile(uri)
+    report = CheckReport(uri, num_frames, clips=len(clips))
+    with cf.ThreadPoolExecutor(max(1, workers)) as pool:
+        for clip, (audio, frames) in zip(clips, pool.map(lambda c: _check_clip(c, num_frames), clips)):
+            report.audio[audio] += 1
+            for i, status in enumerate(frames):
+                report.frames[status] += 1
+                report.frames_by_index.setdefault(i, Counter())[status] += 1
+            if audio == "ok" and all(s == "ok" for s in frames[:10]):
+                report.usable_cav_mae += 1
+            if audio == "ok" and len(frames) >= 16 and all(s == "ok" for s in frames[:16]):
+                report.usable_sync += 1
+            problems = ([f"audio {audio} ({clip.wav})"] if audio != "ok" else []) + [
+                f"frame_{i} {s}" for i, s in enumerate(frames) if s != "ok"
+            ]
+            if problems:
+                report.bad_clips.append((clip.video_id, "; ".join(problems)))
+    return report

@@ -1,0 +1,73 @@
+"""The data commands: ``cavkit prepare`` and ``cavkit data check`` (click; imports no torch)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+
+@click.command("prepare")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", required=True, help="Output folder or URI (audio/, frames/, datafile.json, ...).")
+@click.option("--model", type=click.Choice(["cav_mae", "cav_mae_sync"]), default="cav_mae", show_default=True, help="Sets the frame count: 10 for cav_mae, 16 for cav_mae_sync.")
+@click.option("--frames", type=int, default=None, help="Frames per clip (overrides --model).")
+@click.option("--frame-method", type=click.Choice(["cavmae", "linspace"]), default="cavmae", show_default=True, help="cavmae: int(i*N/n)-1 over the first 10 s (published); linspace: Sync dev extractor.")
+@click.option("--image-size", type=int, default=224, show_default=True, help="Saved frame side (Resize short side + CenterCrop).")
+@click.option("--labels", "labels_uri", default=None, help="CSV with columns video_id,labels (labels comma-separated mids).")
+@click.option("--label-names", default=None, help="Label CSV index,mid,display_name fixing class order (default: sorted mids).")
+@click.option("--min-seconds", type=float, default=1.0, show_default=True, help="Fail clips with less audio than this ('too short').")
+@click.option("--workers", "-j", type=int, default=min(4, os.cpu_count() or 1), show_default=True, help="Parallel workers.")
+@click.option("--shards", "shard_size", type=int, default=0, help="Also write tar shards of this many clips each (0: none).")
+@click.option("--relative-paths", is_flag=True, help="Write datafile paths relative to OUT (portable folder).")
+@click.option("--overwrite", is_flag=True, help="Redo clips that are already prepared.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def prepare_command(inputs, out, model, frames, frame_method, image_size, labels_uri, label_names, min_seconds, workers, shard_size, relative_paths, overwrite, no_progress):
+    """Turn videos (folders, list files, URIs or globs) into wav + frames + a datafile.
+
+    Writes OUT/audio/<id>.wav (16 kHz mono), OUT/frames/frame_<i>/<id>.jpg, OUT/datafile.json,
+    given --labels also OUT/labels.csv and OUT/datafile_weight.csv, and OUT/prepare_report.json.
+    Re-running skips clips that are complete.
+    """
+    from cavkit.data import datafile as df
+    from cavkit.data.prepare import PrepareOptions, load_label_table, prepare
+    from cavkit.errors import UsageError
+
+    num_frames = frames or (16 if model == "cav_mae_sync" else 10)
+    if num_frames < 1 or image_size < 16 or workers < 1:
+        raise UsageError("--frames must be >= 1, --image-size >= 16 and --workers >= 1")
+    options = PrepareOptions(out=out, num_frames=num_frames, frame_method=frame_method, image_size=image_size, min_seconds=min_seconds, relative_paths=relative_paths, overwrite=overwrite)
+    labels = load_label_table(labels_uri) if labels_uri else None
+    names = df.load_label_csv(label_names) if label_names else None
+    summary = prepare(list(inputs), options, labels=labels, label_names=names, workers=workers, progress=not no_progress, shard_size=shard_size)
+    for line in summary.lines():
+        click.echo(line)
+    click.echo(f"datafile: {out.rstrip('/')}/datafile.json")
+    if summary.count("prepared") + summary.count("skipped") == 0:
+        raise UsageError("no clip could be prepared (see the reasons above)")
+
+
+@click.group("data")
+def data_group() -> None:
+    """Inspect prepared data."""
+
+
+@data_group.command("check")
+@click.argument("datafile")
+@click.option("--frames", type=int, default=16, show_default=True, help="Check frame_0 .. frame_<N-1>.")
+@click.option("--workers", "-j", type=int, default=8, show_default=True, help="Threads reading files.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--strict", is_flag=True, help="Exit with status 1 when anything is missing or unreadable.")
+def check_command(datafile, frames, workers, as_json, strict):
+    """Count missing or unreadable audio and frames of a datafile, before a run starts."""
+    from cavkit.data.check import check_datafile
+
+    report = check_datafile(datafile, num_frames=frames, workers=workers)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=1))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if strict and not report.all_ok:
+        raise SystemExit(1)
