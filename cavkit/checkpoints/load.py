@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 from typing import Any, Iterable, Mapping
 
 import attrs
@@ -82,18 +81,20 @@ def _load_safetensors(uri: str, data: bytes) -> tuple[dict[str, torch.Tensor], d
 def _torch_load(uri: str, data: bytes) -> Any:
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
+    except Exception as exc:  # torch raises many types for foreign bytes; classify by what we can see
+        text = str(exc)
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if "Weights only load failed" in text and data[:2] == b"PK" or "Unsupported global" in text:
             raise CheckpointError(
                 f"{uri}: the file holds Python objects other than tensors; cavkit loads checkpoints with "
                 "weights_only=True and never runs code from a file (save a plain state_dict instead)"
             ) from None
-        raise CheckpointError(f"{uri}: not a PyTorch checkpoint or safetensors file ({exc})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        text = str(exc)
-        if "central directory" in text or "PytorchStreamReader" in text or isinstance(exc, EOFError):
-            raise CheckpointError(f"{uri}: truncated or corrupt checkpoint (not a complete PyTorch file: {text.splitlines()[0] if text else type(exc).__name__})") from None
-        raise CheckpointError(f"{uri}: not a readable checkpoint ({type(exc).__name__}: {text})") from None
+        if data[:2] == b"PK" or "central directory" in text or "PytorchStreamReader" in text or isinstance(exc, EOFError):
+            raise CheckpointError(f"{uri}: truncated or corrupt checkpoint (not a complete PyTorch file: {first})") from None
+        raise CheckpointError(
+            f"{uri}: not a PyTorch checkpoint or safetensors file; expected an official CAV-MAE .pth or a "
+            f"cavkit .safetensors ({type(exc).__name__}: {first[:200]})"
+        ) from None
 
 
 def _tensor_dict(obj: Any) -> bool:
