@@ -74,6 +74,9 @@ class ShardsDataConfig:
     segment_length: int = param(416, help="sync layout: segment rows", validator=at_least(1))
     spectrogram_length: int = param(1024, help="sync layout: whole-clip rows", validator=at_least(1))
     eval_frame: int | None = param(None, help="eval-mode frame (default num_frames // 2)", validator=at_least(0))
+    freqm: int = param(0, help="cav_mae layout, train: SpecAugment frequency-mask bound", validator=at_least(0))
+    timem: int = param(0, help="cav_mae layout, train: SpecAugment time-mask bound", validator=at_least(0))
+    noise: bool = param(False, help="cav_mae layout, train: noise + time roll (mixup needs random access: use cav_mae)")
     shuffle_buffer: int = param(0, help="train mode: shuffle items through a buffer of this size (0: shard order)", validator=at_least(0))
     skip_bad_clips: bool = param(False, help="drop (and count) clips with corrupt members instead of raising DataError")
 

@@ -46,19 +46,18 @@ log = logging.getLogger("cavkit.data")
 
 def load_waveform(clip_id: str, uri: str) -> torch.Tensor:
     """Mono 16 kHz waveform ``[samples]`` of a clip's audio file, or a :class:`DataError`."""
-    try:
-        data = storage.read_bytes(uri)
-    except FileNotFoundError:
-        raise DataError(f"clip {clip_id!r}: audio file {uri} is missing") from None
-    except OSError as exc:
-        raise DataError(f"clip {clip_id!r}: audio file {uri} cannot be read ({exc})") from None
+    return waveform_from_bytes(clip_id, uri, _read(clip_id, "audio", uri))
+
+
+def waveform_from_bytes(clip_id: str, where: str, data: bytes) -> torch.Tensor:
+    """Decode audio bytes to a mono 16 kHz waveform; ``where`` names the file in errors."""
     try:
         waveform, rate = decode_audio(data)
     except AudioDecodeError as exc:
-        raise DataError(f"clip {clip_id!r}: audio file {uri} is unusable: {exc}") from None
+        raise DataError(f"clip {clip_id!r}: audio file {where} is unusable: {exc}") from None
     mono = to_mono_16k(waveform, rate)
     if mono.numel() < 400:
-        raise DataError(f"clip {clip_id!r}: audio file {uri} is too short ({mono.numel()} samples, need >= 400)")
+        raise DataError(f"clip {clip_id!r}: audio file {where} is too short ({mono.numel()} samples, need >= 400)")
     return mono
 
 
@@ -69,16 +68,23 @@ def clip_fbank(clip_id: str, uri: str) -> torch.Tensor:
 
 def load_frame_image(clip_id: str, uri: str):
     """PIL RGB image of one frame file, or a :class:`DataError`."""
-    try:
-        data = storage.read_bytes(uri)
-    except FileNotFoundError:
-        raise DataError(f"clip {clip_id!r}: frame file {uri} is missing") from None
-    except OSError as exc:
-        raise DataError(f"clip {clip_id!r}: frame file {uri} cannot be read ({exc})") from None
+    return image_from_bytes(clip_id, uri, _read(clip_id, "frame", uri))
+
+
+def image_from_bytes(clip_id: str, where: str, data: bytes):
     try:
         return decode_image(data)
     except ImageDecodeError as exc:
-        raise DataError(f"clip {clip_id!r}: frame file {uri} is unusable: {exc}") from None
+        raise DataError(f"clip {clip_id!r}: frame file {where} is unusable: {exc}") from None
+
+
+def _read(clip_id: str, what: str, uri: str) -> bytes:
+    try:
+        return storage.read_bytes(uri)
+    except FileNotFoundError:
+        raise DataError(f"clip {clip_id!r}: {what} file {uri} is missing") from None
+    except OSError as exc:
+        raise DataError(f"clip {clip_id!r}: {what} file {uri} cannot be read ({exc})") from None
 
 
 class FileDataset(Dataset):

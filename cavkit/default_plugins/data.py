@@ -24,6 +24,13 @@ def cavkit_register_components(registry):
     )
     registry.add(
         "dataset",
+        "shards",
+        "cavkit.data.shards:build_shards",
+        "cavkit.data.configs:ShardsDataConfig",
+        summary="WebDataset-style tar shards from `cavkit prepare --shards`, streamed through fsspec",
+    )
+    registry.add(
+        "dataset",
         "synthetic",
         "cavkit.data.synthetic:build_synthetic",
         "cavkit.data.configs:SyntheticDataConfig",
