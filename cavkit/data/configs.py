@@ -73,6 +73,7 @@ class ShardsDataConfig:
     target_length: int = param(1024, help="cav_mae layout: fbank frames", validator=at_least(1))
     segment_length: int = param(416, help="sync layout: segment rows", validator=at_least(1))
     spectrogram_length: int = param(1024, help="sync layout: whole-clip rows", validator=at_least(1))
+    num_frames: int | None = param(None, help="frames to use per clip (default: 10 for cav_mae as published, all stored frames for sync)", validator=at_least(1))
     eval_frame: int | None = param(None, help="eval-mode frame (default num_frames // 2)", validator=at_least(0))
     freqm: int = param(0, help="cav_mae layout, train: SpecAugment frequency-mask bound", validator=at_least(0))
     timem: int = param(0, help="cav_mae layout, train: SpecAugment time-mask bound", validator=at_least(0))

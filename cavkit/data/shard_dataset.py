@@ -136,7 +136,8 @@ class ShardDataset(IterableDataset):
             raise DataError(f"shard {url}: clip {key!r} has no readable .json member") from None
         if "wav" not in members:
             raise DataError(f"clip {video_id!r}: shard {url} has no {key}.wav")
-        num_frames = int(meta.get("num_frames") or sum(s.startswith("frame_") for s in members))
+        stored = int(meta.get("num_frames") or sum(s.startswith("frame_") for s in members))
+        num_frames = cfg.num_frames or (min(10, stored) if cfg.layout == "cav_mae" else stored)
         train = cfg.mode == "train"
         if cfg.mode == "retrieval":
             frames = list(range(num_frames))
