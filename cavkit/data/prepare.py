@@ -212,11 +212,9 @@ def prepare(
     else:
         local = storage.is_local(options.out) and all(storage.is_local(sources[i]) for i in todo)
         # memory:// lives inside one process, so non-local storage uses threads; local uses processes.
-        pool = (
-            cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            if local
-            else cf.ThreadPoolExecutor(workers)
-        )
+        # fork starts workers instantly; they only run PyAV/PIL code (no torch), so it is safe here.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) if local else cf.ThreadPoolExecutor(workers)
         with pool:
             futures = {pool.submit(prepare_clip, sources[i], options): i for i in todo}
             for future in cf.as_completed(futures):
