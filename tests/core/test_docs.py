@@ -68,3 +68,18 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text().strip().splitlines()
     assert test_block[-1] == ci[-1] == "python -m pytest"
     assert "pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0" in test_block
+
+
+def test_readme_recipe_example_is_valid_and_its_error_example_is_real(tmp_path):
+    from cavkit.testing import run_cli
+
+    readme = (REPO / "README.md").read_text()
+    (example,) = code_blocks(readme, "yaml")
+    recipe = tmp_path / "example.yaml"
+    recipe.write_text("\n".join(line for line in example.splitlines() if not line.startswith("base:")))
+    result = run_cli(["recipe", "check", str(recipe)])
+    assert result.exit_code == 0, result.stderr
+
+    quoted = re.search(r"\(`(objectives\.1\.temprature: .*?)`\)", readme).group(1)
+    broken = run_cli(["recipe", "check", str(recipe), "--set", "objectives.1.temprature=0.1"])
+    assert broken.exit_code == 2 and f"  - {quoted}\n" in broken.stderr, broken.stderr
