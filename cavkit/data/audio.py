@@ -52,8 +52,8 @@ def _decode_av(data: bytes) -> tuple[np.ndarray, int]:
             for frame in container.decode(stream):
                 array = frame.to_ndarray()
                 fmt = frame.format.name
-                if not frame.format.is_planar:
-                    array = array.reshape(-1, frame.layout.nb_channels if hasattr(frame.layout, "nb_channels") else len(frame.layout.channels)).T
+                if not frame.format.is_planar:  # packed: [1, samples * channels], interleaved
+                    array = array.reshape(-1, len(frame.layout.channels)).T
                 if fmt.startswith("s16"):
                     array = array.astype(np.float32) / 32768.0
                 elif fmt.startswith("s32"):
