@@ -160,3 +160,18 @@ def test_prepare_real_samples(samples_dir, tmp_path):
         assert w.getframerate() == 16000 and w.getnchannels() == 1 and abs(w.getnframes() / 16000 - 5.31) < 0.05
     check = run_cli(["data", "check", str(out / "datafile.json"), "--strict"])
     assert check.exit_code == 0 and "usable for cav_mae_sync (audio + frames 0-15): 3" in check.stdout
+
+
+def test_prepare_from_a_list_with_label_names_and_relative_paths(videos, tmp_path):
+    listing = tmp_path / "videos.txt"
+    listing.write_text(f"{videos / 'clip.2.mp4'}\n{videos / 'clip.1.mp4'}\n")
+    names = tmp_path / "names.csv"
+    names.write_text('index,mid,display_name\n0,synth_2,"Two"\n1,synth_1,"One"\n2,synth_0,"Zero"\n')
+    out = tmp_path / "out"
+    run_prepare([str(listing), "-o", str(out), "--labels", str(videos / "labels_table.csv"), "--label-names", str(names), "--relative-paths", "-j", "1"])
+    moved = tmp_path / "moved"
+    out.rename(moved)  # relative paths: the folder is portable
+    assert (moved / "labels.csv").read_text() == 'index,mid,display_name\n0,synth_2,Two\n1,synth_1,One\n2,synth_0,Zero\n'
+    ds = CavMaeDataset(CavMaeDataConfig(datafile=str(moved / "datafile.json"), label_csv=str(moved / "labels.csv"), mode="eval"))
+    assert [ds[i]["clip_id"] for i in range(2)] == ["clip.2", "clip.1"]
+    assert ds[0]["label"].tolist() == [1.0, 0.0, 0.0] and ds[1]["label"].tolist() == [0.0, 1.0, 1.0]
