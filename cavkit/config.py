@@ -250,6 +250,11 @@ class _Structurer:
         except Exception as exc:  # a broken plugin's config: report, do not crash
             self.fail(path, f"{kind} {spec.qualified_id!r} has an unusable config: {exc}")
             return None
+        clash = sorted(set(skip) & set(attrs.fields_dict(cls)))
+        if clash:  # a plugin bug: these keys belong to the node, not to the component
+            self.fail(path, f"{kind} {spec.qualified_id!r} declares parameter(s) {', '.join(map(repr, clash))}, "
+                            f"which recipe nodes reserve ({', '.join(skip)}); the plugin must rename them")
+            return None
         config = self.attrs_instance(cls, {k: v for k, v in data.items()}, path, skip=skip)
         if config is None:
             return None

@@ -138,3 +138,20 @@ def test_specs_are_sorted_by_kind_then_name(registry):
     ids = [s.qualified_id for s in registry.specs()]
     assert ids == ["cavkit/infonce", "cavkit/pooled", "cavkit-x/alpha", "cavkit-x/zeta"]
     assert registry.names("model") == ["alpha", "zeta"]
+
+
+def test_config_parameters_may_not_shadow_node_keys():
+    from cavkit.config import structure_node
+
+    @attrs.frozen(kw_only=True)
+    class Shadowing:
+        name: str = param("x", help="clashes with the node label")
+
+    reg = ComponentRegistry()
+    reg.scoped("cavkit-x").add("objective", "shadow", factory, Shadowing)
+    node, problems = structure_node("objective", {"type": "shadow"}, registry=reg, path="objectives.0")
+    assert node is None
+    assert [str(p) for p in problems] == [
+        "objectives.0: objective 'cavkit-x/shadow' declares parameter(s) 'name', which recipe nodes reserve "
+        "(type, name); the plugin must rename them"
+    ]
