@@ -109,8 +109,13 @@ def components_command(args: tuple[str, ...]) -> None:
         click.echo(f"{kind}:")
         if not specs:
             click.echo("    (none)")
+        counts: dict[str, int] = {}
+        for spec in specs:
+            counts[spec.name] = counts.get(spec.name, 0) + 1
         for spec in specs:
             summary = f"  {spec.summary}" if spec.summary else ""
+            if counts[spec.name] > 1:
+                summary = f"  [ambiguous bare name: use {spec.qualified_id}]{summary}"
             click.echo(f"    {spec.qualified_id:<36}{summary}")
     for f in host.failures:
         click.echo(f"(plugin {f.name!r} failed to load: {f.error})")

@@ -160,6 +160,8 @@ def test_two_plugins_with_one_name_are_ambiguous_until_qualified(site, tmp_path)
     assert "(cavkit-one/shared, cavkit-two/shared); use a qualified id" in result.stderr
     recipe.write_text("model: {type: toy_model, encoder: {type: cavkit-one/shared}}\n")
     assert run_cli(["recipe", "check", str(recipe)], host=host).exit_code == 0
+    listing = run_cli(["components", "encoder"], host=host).stdout
+    assert "cavkit-one/shared                     [ambiguous bare name: use cavkit-one/shared]" in listing
 
 
 def test_entry_point_name_clash_between_distributions_is_reported(site):
