@@ -245,17 +245,22 @@ class SyntheticDataset(Dataset):
         return self.config.num_classes
 
     def clip(self, index: int) -> SyntheticClip:
+        """The clip's plan, frames and masks (cached; the waveform is dropped once its fbank exists)."""
         if index not in self._clips:
-            self._clips[index] = generate_clip(self.config, index)
+            self._cache(index)
         return self._clips[index]
 
     def fbank(self, index: int) -> torch.Tensor:
         """Normalised whole-clip fbank ``[audio_length,128]`` (computed once per clip per process)."""
         if index not in self._fbanks:
-            waveform = torch.from_numpy(self.clip(index).waveform)
-            raw = pad_or_crop(kaldi_fbank(waveform, SAMPLE_RATE), self.config.audio_length)
-            self._fbanks[index] = normalize(raw, self.config.mean, self.config.std)
+            self._cache(index)
         return self._fbanks[index]
+
+    def _cache(self, index: int) -> None:
+        clip = generate_clip(self.config, index)
+        raw = pad_or_crop(kaldi_fbank(torch.from_numpy(clip.waveform), SAMPLE_RATE), self.config.audio_length)
+        self._fbanks[index] = normalize(raw, self.config.mean, self.config.std)
+        self._clips[index] = attrs.evolve(clip, waveform=np.empty(0, dtype=np.float32))
 
     def sample_weights(self) -> torch.Tensor:
         """Uniform weights (classes are balanced by construction)."""
