@@ -126,10 +126,12 @@ def build_eval_dataset(
     host = _host()
     if datafile is not None:
         data: dict[str, Any] = {"type": dataset_type or ("cav_mae_sync" if sync else "cav_mae"), "datafile": datafile}
+    elif dataset_type is not None:  # a dataset without a datafile, e.g. synthetic (parameters via --data)
+        data = {"type": dataset_type}
     elif node_data is not None:
         data = dict(node_data)
     else:
-        raise UsageError(f"no {role} data: give --datafile, or a recipe with a data.{role} section")
+        raise UsageError(f"no {role} data: give --datafile or --dataset-type, or a recipe with a data.{role} section")
     data.update(data_params)
     spec = host.registry.get("dataset", data["type"], failed_plugins=host.failed_names())
     if "mode" in {f.name for f in attrs.fields(spec.config_class())} and "mode" not in data_params:
@@ -228,7 +230,7 @@ def retrieval_command(recipe, checkpoint, datafile, dataset_type, data_params, f
     import time
 
     from cavkit.evaluation.features import Features, extract_features
-    from cavkit.evaluation.retrieval import evaluate_retrieval, normalize_directions, results_json, results_table
+    from cavkit.evaluation.retrieval import evaluate_many, normalize_directions, results_json, results_table
 
     parsed = _load_recipe(recipe, overrides)
     directions_t = normalize_directions(directions)
@@ -251,17 +253,15 @@ def retrieval_command(recipe, checkpoint, datafile, dataset_type, data_params, f
     if save_features:
         features.save(save_features)
     top_k = 5 if gallery else 0
-    results = {}
-    for name in _strategy_names(strategies, parsed):
-        strategy = build_strategy(name, parsed)
-        if use_index:
-            from cavkit.evaluation.index import evaluate_retrieval_index
+    built = {name: build_strategy(name, parsed) for name in _strategy_names(strategies, parsed)}
+    if use_index:
+        from cavkit.evaluation.index import evaluate_retrieval_index
 
-            results[name] = evaluate_retrieval_index(features.audio, features.visual, strategy, directions=directions_t,
-                                                     top_k=max(top_k, 10))
-        else:
-            results[name] = evaluate_retrieval(features.audio, features.visual, strategy, directions=directions_t,
-                                               tie_mode=tie_mode, top_k=top_k, device=dev)
+        results = {name: evaluate_retrieval_index(features.audio, features.visual, strategy, directions=directions_t,
+                                                  top_k=max(top_k, 10)) for name, strategy in built.items()}
+    else:
+        results = evaluate_many(features.audio, features.visual, built, directions=directions_t, tie_mode=tie_mode,
+                                top_k=top_k, device=dev)
     finished = time.perf_counter()
     n, k, d = features.audio.shape
     click.echo(f"{n} clips x {k} frames x {d} dims ({features.embedding} embeddings), tie mode {tie_mode}")

@@ -20,14 +20,26 @@ class PooledConfig:
     """CAV-MAE protocol (spec §8.1): average the frames, L2-normalise, cosine."""
 
 
+def _chunk_param():
+    return param(
+        DEFAULT_CHUNK_MB,
+        help="memory budget (MiB) of one chunk of per-frame products; bounds peak memory at any N",
+        validator=at_least(1),
+    )
+
+
 @attrs.frozen(kw_only=True)
 class DiagonalMeanConfig:
     """Mean cosine of time-aligned frame pairs (spec §8.2, the Sync README default)."""
+
+    chunk_mb: int = _chunk_param()
 
 
 @attrs.frozen(kw_only=True)
 class DiagonalMaxConfig:
     """Max cosine over time-aligned frame pairs (spec §8.2)."""
+
+    chunk_mb: int = _chunk_param()
 
 
 @attrs.frozen(kw_only=True)
@@ -39,11 +51,7 @@ class MeanConfig:
 class MaxConfig:
     """Max cosine over all K x K frame pairs (spec §8.2); the (N*K) x (M*K) product is chunked."""
 
-    chunk_mb: int = param(
-        DEFAULT_CHUNK_MB,
-        help="memory budget (MiB) of one chunk of the frame-by-frame product; bounds peak memory at any N",
-        validator=at_least(1),
-    )
+    chunk_mb: int = _chunk_param()
 
 
 @attrs.frozen(kw_only=True)

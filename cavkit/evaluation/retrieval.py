@@ -140,6 +140,7 @@ def evaluate_retrieval(
     matrix_mb: float = 1024,
     chunk_mb: float = 256,
     device: str | torch.device | None = None,
+    similarity: torch.Tensor | None = None,
 ) -> dict[str, DirectionResult]:
     """Retrieval metrics for each direction from one set of embeddings.
 
@@ -151,6 +152,8 @@ def evaluate_retrieval(
     :param matrix_mb: keep the whole N x N matrix when it fits in this budget, else stream.
     :param chunk_mb: budget of one ``[rows, N]`` block handed to the strategy.
     :param device: where to compute (default: where the embeddings are).
+    :param similarity: the audio->visual matrix ``[N,N]`` of this strategy when already computed
+        (see :func:`evaluate_many`).
     """
     if tie_mode not in TIE_MODES:
         raise UsageError(f"unknown tie mode {tie_mode!r}; choose one of {', '.join(TIE_MODES)}")
@@ -163,12 +166,16 @@ def evaluate_retrieval(
     n = audio.shape[0]
     results: dict[str, DirectionResult] = {}
     with torch.inference_mode():
-        if n * n * 4 <= matrix_mb * (1 << 20):
+        if similarity is not None or n * n * 4 <= matrix_mb * (1 << 20):
             matrices: dict[str, torch.Tensor] = {}
+            if similarity is not None:
+                matrices["audio"] = similarity.to(audio.device).float()
             for name in directions:
                 query, gallery = (sides[s] for s in DIRECTIONS[name])
                 other = "video" if name == "audio" else "audio"
-                if getattr(strategy, "symmetric", False) and other in matrices:
+                if name in matrices:
+                    pass
+                elif getattr(strategy, "symmetric", False) and other in matrices:
                     matrices[name] = matrices[other].T
                 else:
                     matrices[name] = similarity_matrix(strategy, query, gallery, chunk_mb=chunk_mb)
@@ -184,6 +191,42 @@ def evaluate_retrieval(
                 acc.add(block, start)
             results[name] = acc.result(tie_mode)
     return results
+
+
+def evaluate_many(
+    audio: torch.Tensor,
+    visual: torch.Tensor,
+    strategies: dict[str, Strategy],
+    *,
+    matrix_mb: float = 1024,
+    device: str | torch.device | None = None,
+    **options: Any,
+) -> dict[str, dict[str, DirectionResult]]:
+    """:func:`evaluate_retrieval` for several strategies on one set of embeddings.
+
+    When both built-in ``diagonal_mean`` and ``diagonal_max`` are asked for (with the same chunk
+    budget) and the N x N matrix fits ``matrix_mb``, their per-frame products are computed once
+    and reduced both ways (bit-identical to computing each alone).
+    """
+    from cavkit.evaluation.strategies import DiagonalMax, DiagonalMean, diagonal_mean_and_max
+
+    check_embeddings(audio, visual)
+    if device is not None:
+        audio, visual = audio.to(device), visual.to(device)
+    audio, visual = audio.float(), visual.float()
+    n = audio.shape[0]
+    precomputed: dict[str, torch.Tensor] = {}
+    means = [k for k, s in strategies.items() if type(s) is DiagonalMean]
+    maxes = [k for k, s in strategies.items() if type(s) is DiagonalMax]
+    if means and maxes and n * n * 4 <= matrix_mb * (1 << 20):
+        budget = strategies[means[0]].config.chunk_mb
+        if strategies[maxes[0]].config.chunk_mb == budget:
+            with torch.inference_mode():
+                precomputed[means[0]], precomputed[maxes[0]] = diagonal_mean_and_max(audio, visual, budget)
+    return {
+        name: evaluate_retrieval(audio, visual, strategy, matrix_mb=matrix_mb, similarity=precomputed.get(name), **options)
+        for name, strategy in strategies.items()
+    }
 
 
 def results_table(results: dict[str, dict[str, DirectionResult]]) -> str:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from cavkit.errors import UsageError
 from cavkit.evaluation.configs import (
+    DEFAULT_CHUNK_MB,
     DiagonalMaxConfig,
     DiagonalMeanConfig,
     MaxConfig,
@@ -79,8 +80,36 @@ class Pooled(RetrievalStrategy):
         return self.vectors(query) @ self.vectors(gallery).T
 
 
+def diagonal_frame_products(query: torch.Tensor, gallery: torch.Tensor, chunk_mb: int = DEFAULT_CHUNK_MB):
+    """Yield ``(start, stop, P)`` with ``P [K, stop-start, M]``: ``P[k,i,j] = <q_ik, g_jk>``.
+
+    One batched GEMM per chunk of query clips; a chunk of ``P`` stays within ``chunk_mb``. The
+    diagonal strategies reduce ``P`` over its first axis (mean or max); evaluating both from one
+    pass (:func:`diagonal_mean_and_max`) gives bit-identical results to evaluating each alone.
+    """
+    check_pair(query, gallery, same_frames=True)
+    n, k, _ = query.shape
+    m = gallery.shape[0]
+    by_frame_q = query.transpose(0, 1)  # [K, N, D]
+    by_frame_g_t = gallery.permute(1, 2, 0)  # [K, D, M]
+    step = max(1, (chunk_mb * _MIB) // max(1, k * m * query.element_size()))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        yield start, stop, torch.bmm(by_frame_q[:, start:stop], by_frame_g_t)
+
+
+def diagonal_mean_and_max(query: torch.Tensor, gallery: torch.Tensor, chunk_mb: int = DEFAULT_CHUNK_MB):
+    """``(diagonal_mean [N,M], diagonal_max [N,M])`` from one pass over the frame products."""
+    n, m = query.shape[0], gallery.shape[0]
+    mean, best = query.new_empty((n, m)), query.new_empty((n, m))
+    for start, stop, products in diagonal_frame_products(query, gallery, chunk_mb):
+        torch.mean(products, dim=0, out=mean[start:stop])
+        torch.amax(products, dim=0, out=best[start:stop])
+    return mean, best
+
+
 class DiagonalMean(RetrievalStrategy):
-    """Sync ``diagonal_mean`` (§8.2): S = (1/K) sum_k <q_k, g_k>, one GEMM on [N, K*D]."""
+    """Sync ``diagonal_mean`` (§8.2): S = (1/K) sum_k <q_k, g_k> (the same FLOPs as one [N, K*D] GEMM)."""
 
     has_vectors = True
 
@@ -92,24 +121,22 @@ class DiagonalMean(RetrievalStrategy):
         return clips.reshape(n, k * d) / k**0.5
 
     def __call__(self, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-        check_pair(query, gallery, same_frames=True)
-        k = query.shape[1]
-        return (query.flatten(1) @ gallery.flatten(1).T) / k
+        out = query.new_empty((query.shape[0], gallery.shape[0]))
+        for start, stop, products in diagonal_frame_products(query, gallery, self.config.chunk_mb):
+            torch.mean(products, dim=0, out=out[start:stop])
+        return out
 
 
 class DiagonalMax(RetrievalStrategy):
-    """Sync ``diagonal_max`` (§8.2): S = max_k <q_k, g_k>; K GEMMs of N x M with a running max."""
+    """Sync ``diagonal_max`` (§8.2): S = max_k <q_k, g_k>, from batched per-frame GEMMs."""
 
     def __init__(self, config: DiagonalMaxConfig | None = None):
         self.config = config or DiagonalMaxConfig()
 
     def __call__(self, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-        check_pair(query, gallery, same_frames=True)
-        out = query[:, 0] @ gallery[:, 0].T
-        frame = torch.empty_like(out)
-        for k in range(1, query.shape[1]):
-            torch.matmul(query[:, k], gallery[:, k].T, out=frame)
-            torch.maximum(out, frame, out=out)
+        out = query.new_empty((query.shape[0], gallery.shape[0]))
+        for start, stop, products in diagonal_frame_products(query, gallery, self.config.chunk_mb):
+            torch.amax(products, dim=0, out=out[start:stop])
         return out
 
 

@@ -125,3 +125,19 @@ def test_similarity_matrix_chunks_rows():
     assert calls == [7, 7, 7, 7, 2]
     torch.testing.assert_close(out, DiagonalMean()(query, query))
     assert np.allclose(out.diagonal().numpy(), 1.0, atol=1e-6)
+
+
+def test_evaluate_many_shares_diagonal_products_bit_identically(reference):
+    from cavkit.evaluation.retrieval import evaluate_many
+    from cavkit.evaluation.strategies import diagonal_mean_and_max
+
+    _, tensors = reference
+    audio, visual = tensors["ties.audio"], tensors["ties.video"]
+    mean, best = diagonal_mean_and_max(audio, visual)
+    assert torch.equal(mean, DiagonalMean()(audio, visual))
+    assert torch.equal(best, DiagonalMax()(audio, visual))
+    together = evaluate_many(audio, visual, STRATEGIES, tie_mode="upstream")
+    for name, strategy in STRATEGIES.items():
+        alone = evaluate_retrieval(audio, visual, strategy, tie_mode="upstream")
+        for direction in ("audio", "video"):
+            assert together[name][direction].metrics == alone[direction].metrics
