@@ -43,25 +43,37 @@ class MaskerConfig:
 
 # -- encoder / decoder ---------------------------------------------------------------------------
 @attrs.frozen(kw_only=True)
-class EncoderConfig:
-    """Modality-specific stacks, then the shared joint layer run as three passes (spec §2.1, §5.1)."""
-
+class _EncoderSize:
     depth: int = param(11, help="modality-specific blocks per modality (blocks_a, blocks_v)", validator=at_least(0))
     joint_depth: int = param(1, help="shared joint blocks (blocks_u); passes chain across blocks", validator=at_least(1))
     num_heads: int = param(12, help="attention heads", validator=at_least(1))
     mlp_ratio: float = param(4.0, help="MLP hidden width / model width", validator=at_least(0.0))
-    global_tokens: bool = param(False, help="Sync global tokens cls_token_a/v (never masked, excluded from the joint pass)")
-    num_register_tokens: int = param(0, help="Sync register tokens per modality (dropped after the modality stacks)", validator=at_least(0))
-    contrastive_head_depth: int = param(0, help="extra blocks per modality on the contrastive branch (Sync option)", validator=at_least(0))
-    attn_impl: AttnImpl = param("sdpa", help="sdpa: fused scaled_dot_product_attention; eager: plain softmax baseline")
+
+
+_GLOBAL_HELP = "Sync global tokens cls_token_a/v (never masked, excluded from the joint pass)"
+_REGISTER_HELP = "Sync register tokens per modality (dropped after the modality stacks)"
+_HEADS_HELP = "extra blocks per modality on the contrastive branch (Sync option)"
+_ATTN_HELP = "sdpa: fused scaled_dot_product_attention; eager: plain softmax baseline"
 
 
 @attrs.frozen(kw_only=True)
-class SyncEncoderConfig(EncoderConfig):
+class EncoderConfig(_EncoderSize):
+    """Modality-specific stacks, then the shared joint layer run as three passes (spec §2.1, §5.1)."""
+
+    global_tokens: bool = param(False, help=_GLOBAL_HELP)
+    num_register_tokens: int = param(0, help=_REGISTER_HELP, validator=at_least(0))
+    contrastive_head_depth: int = param(0, help=_HEADS_HELP, validator=at_least(0))
+    attn_impl: AttnImpl = param("sdpa", help=_ATTN_HELP)
+
+
+@attrs.frozen(kw_only=True)
+class SyncEncoderConfig(_EncoderSize):
     """The CAV-MAE Sync encoder as released: global tokens on, 8 registers per modality (spec §4.5)."""
 
-    global_tokens: bool = param(True, help="Sync global tokens cls_token_a/v (never masked, excluded from the joint pass)")
-    num_register_tokens: int = param(8, help="Sync register tokens per modality (dropped after the modality stacks)", validator=at_least(0))
+    global_tokens: bool = param(True, help=_GLOBAL_HELP)
+    num_register_tokens: int = param(8, help=_REGISTER_HELP, validator=at_least(0))
+    contrastive_head_depth: int = param(0, help=_HEADS_HELP, validator=at_least(0))
+    attn_impl: AttnImpl = param("sdpa", help=_ATTN_HELP)
 
 
 @attrs.frozen(kw_only=True)
@@ -77,6 +89,10 @@ class DecoderConfig:
 
 # -- models --------------------------------------------------------------------------------------
 
+_INIT_HELP = ("checkpoint (official .pth or cavkit) to initialise from, e.g. IN-initial.pth; "
+              "position embeddings of another shape stay fresh sin-cos")
+
+
 @attrs.frozen(kw_only=True)
 class CAVMAEConfig:
     """CAV-MAE pretraining model (spec §2). Defaults: the released full-size configuration."""
@@ -85,8 +101,7 @@ class CAVMAEConfig:
     image_size: int = param(224, help="image side H = W in pixels", validator=at_least(1))
     embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
     trainable_pos: bool = param(False, help="train the sin-cos position embeddings (upstream tr_pos)")
-    init: str | None = param(None, help="checkpoint (official .pth or cavkit) to initialise from, e.g. IN-initial.pth; "
-                             "position embeddings of another shape stay fresh sin-cos")
+    init: str | None = param(None, help=_INIT_HELP)
     audio_tokenizer: ComponentNode | None = component("tokenizer", default_type="audio_patch", help="fbank to patch tokens")
     visual_tokenizer: ComponentNode | None = component("tokenizer", default_type="image_patch", help="image to patch tokens")
     audio_masker: ComponentNode | None = component("masker", default_type="unstructured", help="audio masking")
@@ -96,11 +111,20 @@ class CAVMAEConfig:
 
 
 @attrs.frozen(kw_only=True)
-class CAVMAESyncConfig(CAVMAEConfig):
+class CAVMAESyncConfig:
     """CAV-MAE Sync pretraining model (spec §5): 416-frame audio segments, global and register tokens."""
 
     audio_length: int = param(416, help="fbank frames T per audio segment (multiple of the patch size)", validator=at_least(1))
+    image_size: int = param(224, help="image side H = W in pixels", validator=at_least(1))
+    embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
+    trainable_pos: bool = param(False, help="train the sin-cos position embeddings (upstream tr_pos)")
+    init: str | None = param(None, help=_INIT_HELP)
+    audio_tokenizer: ComponentNode | None = component("tokenizer", default_type="audio_patch", help="fbank to patch tokens")
+    visual_tokenizer: ComponentNode | None = component("tokenizer", default_type="image_patch", help="image to patch tokens")
+    audio_masker: ComponentNode | None = component("masker", default_type="unstructured", help="audio masking")
+    visual_masker: ComponentNode | None = component("masker", default_type="unstructured", help="visual masking")
     encoder: ComponentNode | None = component("encoder", default_type="sync_encoder", help="the encoder")
+    decoder: ComponentNode | None = component("decoder", default_type="mae_decoder", help="the MAE decoder")
 
 
 ClassifierMode = Literal["multimodal", "audioonly", "videoonly", "missingaudioonly", "missingvideoonly"]
