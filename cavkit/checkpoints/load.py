@@ -245,6 +245,7 @@ def model_node_for(contents: CheckpointContents, overrides=None) -> dict[str, An
     """The model node of a checkpoint: stored, or inferred from (upstream-named) keys, then overridden."""
     if contents.node is not None:
         node = dict(contents.node)
+        node.pop("init", None)  # the stored weights replace any initialisation; its file may be gone
     else:
         upstream = contents.state if contents.layout == "upstream" else {
             K.cavkit_to_upstream(k) or k: v for k, v in contents.state.items()
