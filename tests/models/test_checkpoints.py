@@ -164,3 +164,43 @@ def test_sync_initialised_from_a_1024_frame_checkpoint_keeps_fresh_audio_positio
                               "decoder": {"embed_dim": 32, "depth": 2, "num_heads": 2}}).build()
     with pytest.raises(CheckpointError, match="unexpected blocks_a.2"):
         init_from_checkpoint(wrong, str(path))
+
+
+def _tiny_sync():
+    return build_model_node({"type": "cav_mae_sync", "embed_dim": 32, "audio_length": 96, "image_size": 32,
+                             "encoder": {"depth": 1, "num_heads": 2},
+                             "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}}).build()
+
+
+def test_training_run_weights_and_checkpoints_load(tmp_path):
+    """Weights as the trainer writes them: safetensors whose metadata holds the whole resolved recipe."""
+    import yaml
+    from safetensors.torch import save_file
+
+    model = _tiny_sync()
+    recipe = {"cavkit": 1, "model": {"type": "cav_mae_sync", "embed_dim": 32, "audio_length": 96, "image_size": 32,
+                                     "init": str(tmp_path / "gone.pth"),
+                                     "encoder": {"depth": 1, "num_heads": 2},
+                                     "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
+              "objectives": [{"type": "mae"}]}
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, tmp_path / "final.safetensors", metadata={"step": "3", "recipe": yaml.safe_dump(recipe)})
+    loaded = load_model(str(tmp_path / "final.safetensors"), expect="cav_mae_sync")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in weights.items())
+    torch.save({"format": "cavkit.checkpoint", "version": 1, "model": weights, "recipe": yaml.safe_dump(recipe)},
+               tmp_path / "step-00000003.pt")
+    again = load_model(str(tmp_path / "step-00000003.pt"))
+    assert torch.equal(again.encoder.cls_token_a, model.encoder.cls_token_a)
+    # and exports to the upstream layout
+    assert convert(str(tmp_path / "final.safetensors"), str(tmp_path / "up.pth")) == [str(tmp_path / "up.pth")]
+    up = torch.load(tmp_path / "up.pth", weights_only=True)
+    assert torch.equal(up["module.register_tokens"], model.encoder.register_tokens)
+
+
+def test_cavkit_weights_without_a_recipe_are_inferred_from_keys(tmp_path):
+    from safetensors.torch import save_file
+
+    model = _tiny_sync()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "w.safetensors")
+    loaded = load_model(str(tmp_path / "w.safetensors"), overrides=TINY_HEADS)
+    assert loaded.audio_tokenizer.audio_length == 96 and loaded.encoder.num_register_tokens == 8
