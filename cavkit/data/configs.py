@@ -45,6 +45,9 @@ class CavMaeDataConfig(_FileData):
     mixup: float = param(0.0, help="probability of waveform+image+label mixup with Beta(10,10) (FT: 0.5); train mode only", validator=in_range(0.0, 1.0))
     noise: bool = param(False, help="add U[0,1)*u/10 noise and roll the time axis (published pretraining and FT); train mode only")
 
+    def __attrs_post_init__(self) -> None:
+        _check_frame(self.eval_frame, self.num_frames)
+
 
 @attrs.frozen(kw_only=True)
 class SyncDataConfig(_FileData):
@@ -56,6 +59,11 @@ class SyncDataConfig(_FileData):
     num_frames: int = param(16, help="frames per clip on disk (frame_0..frame_{K-1})", validator=at_least(1))
     eval_frame: int | None = param(None, help="frame used in eval mode (default num_frames // 2 = 8)", validator=at_least(0))
     augmentation: bool = param(False, help="RandomResizedCrop(0.08-1, ratio 0.9-1.1) + horizontal flip in train mode")
+
+    def __attrs_post_init__(self) -> None:
+        _check_frame(self.eval_frame, self.num_frames)
+        if self.segment_length > self.spectrogram_length:
+            raise ValueError(f"segment_length ({self.segment_length}) must be <= spectrogram_length ({self.spectrogram_length})")
 
 
 @attrs.frozen(kw_only=True)
@@ -81,6 +89,9 @@ class ShardsDataConfig:
     shuffle_buffer: int = param(0, help="train mode: shuffle items through a buffer of this size (0: shard order)", validator=at_least(0))
     skip_bad_clips: bool = param(False, help="drop (and count) clips with corrupt members instead of raising DataError")
 
+    def __attrs_post_init__(self) -> None:
+        _check_layout(self.layout, self.mode)
+
 
 @attrs.frozen(kw_only=True)
 class SyntheticDataConfig:
@@ -98,3 +109,18 @@ class SyntheticDataConfig:
     split: str = param("train", help="a name mixed into the seed so train/val/test sets differ")
     mean: float = param(-6.4, help="fbank normalisation mean (measured on this generator)")
     std: float = param(3.8, help="fbank normalisation std (measured on this generator)")
+
+    def __attrs_post_init__(self) -> None:
+        _check_layout(self.layout, self.mode)
+        if self.segment_length > self.audio_length:
+            raise ValueError(f"segment_length ({self.segment_length}) must be <= audio_length ({self.audio_length})")
+
+
+def _check_layout(layout: str, mode: str) -> None:
+    if layout == "cav_mae" and mode == "retrieval":
+        raise ValueError("mode 'retrieval' needs layout 'sync' (the cav_mae layout has one frame per item)")
+
+
+def _check_frame(frame: int | None, num_frames: int) -> None:
+    if frame is not None and frame >= num_frames:
+        raise ValueError(f"eval_frame ({frame}) must be < num_frames ({num_frames})")

@@ -34,10 +34,6 @@ class ShardDataset(IterableDataset):
     """Items from tar shards; ``len()`` comes from ``index.json`` beside the shards when present."""
 
     def __init__(self, config: ShardsDataConfig):
-        if config.layout == "cav_mae" and config.mode == "retrieval":
-            from cavkit.errors import UsageError
-
-            raise UsageError("shards: mode 'retrieval' needs layout 'sync'")
         self.config = config
         self.urls = expand_urls(list(config.urls))
         if not self.urls:

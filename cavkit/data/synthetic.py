@@ -226,10 +226,6 @@ class SyntheticDataset(Dataset):
     """
 
     def __init__(self, config: SyntheticDataConfig):
-        if config.layout == "cav_mae" and config.mode == "retrieval":
-            from cavkit.errors import UsageError
-
-            raise UsageError("synthetic: mode 'retrieval' needs layout 'sync' (the cav_mae layout has one frame per item)")
         self.config = config
         self._fbanks: dict[int, torch.Tensor] = {}
         self._clips: dict[int, SyntheticClip] = {}

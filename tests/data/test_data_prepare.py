@@ -30,7 +30,7 @@ def videos(tmp_path_factory) -> Path:
     for i in range(3):
         write_video(str(folder / f"clip.{i}.mp4"), generate_clip(SYNTH, i), SYNTH)
     write_video(str(folder / "silent.mp4"), generate_clip(SYNTH, 0), SYNTH, with_audio=False)
-    short = SyntheticDataConfig(num_clips=1, num_frames=2, image_size=48, audio_length=40)
+    short = SyntheticDataConfig(num_clips=1, num_frames=2, image_size=48, audio_length=40, segment_length=16)
     write_video(str(folder / "short.mp4"), generate_clip(short, 0), short, audio_rate=16000, stereo=False)
     (folder / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
     labels = folder / "labels_table.csv"

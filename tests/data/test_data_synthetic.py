@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader
 from cavkit.data.configs import SyntheticDataConfig
 from cavkit.data.fbank import segment_bounds
 from cavkit.data.synthetic import SyntheticDataset, generate_clip, pitch_hz, plan_clip
-from cavkit.errors import UsageError
+from cavkit.errors import RecipeError
+from cavkit.recipe import load_recipe
 
 SMALL = dict(num_clips=16, num_frames=8, image_size=32, audio_length=128, segment_length=32)
 
@@ -45,9 +46,14 @@ def test_item_shapes_and_collate(layout, mode, audio, image, mask):
         assert batch["frame"].eq(4).all()
 
 
-def test_retrieval_mode_needs_sync_layout():
-    with pytest.raises(UsageError):
-        SyntheticDataset(SyntheticDataConfig(layout="cav_mae", mode="retrieval", **SMALL))
+def test_invalid_combinations_are_recipe_errors(tmp_path):
+    with pytest.raises(ValueError, match="needs layout 'sync'"):
+        SyntheticDataConfig(layout="cav_mae", mode="retrieval", **SMALL)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("cavkit: 1\nmodel: {type: cav_mae_sync}\ndata:\n  train: {type: synthetic, layout: cav_mae, mode: retrieval, segment_length: 999}\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(str(recipe), [])
+    assert "data.train: mode 'retrieval' needs layout 'sync'" in str(info.value)
 
 
 def test_sound_plays_exactly_in_the_segments_of_visible_frames():
