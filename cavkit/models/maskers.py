@@ -29,7 +29,7 @@ def mask_with_noise(tokens: torch.Tensor, noise: torch.Tensor, ratio: float) -> 
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     ids_keep = ids_shuffle[:, :keep]
     kept = torch.gather(tokens, 1, ids_keep.unsqueeze(-1).expand(-1, -1, dim))
-    mask = torch.ones(b, length, device=tokens.device, dtype=tokens.dtype)
+    mask = torch.ones(b, length, device=tokens.device, dtype=torch.float32)
     mask[:, :keep] = 0
     mask = torch.gather(mask, 1, ids_restore)
     return Masked(kept=kept, mask=mask, ids_restore=ids_restore)
