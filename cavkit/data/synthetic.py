@@ -325,11 +325,13 @@ def write_video(uri: str, clip: SyntheticClip, config: SyntheticDataConfig, *, f
     n_video = max(1, int(round(duration * fps)))
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
-        vstream = container.add_stream("libx264", rate=int(fps) if float(fps).is_integer() else fps)
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        vstream = container.add_stream(codec, rate=int(fps) if float(fps).is_integer() else fps)
         size = config.image_size
         vstream.width = vstream.height = size + (size % 2)
         vstream.pix_fmt = "yuv420p"
-        vstream.options = {"crf": "18", "preset": "ultrafast"}
+        if codec == "libx264":
+            vstream.options = {"crf": "18", "preset": "ultrafast"}
         astream = None
         if with_audio:
             astream = container.add_stream("aac", rate=audio_rate)

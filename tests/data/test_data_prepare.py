@@ -175,3 +175,13 @@ def test_prepare_from_a_list_with_label_names_and_relative_paths(videos, tmp_pat
     ds = CavMaeDataset(CavMaeDataConfig(datafile=str(moved / "datafile.json"), label_csv=str(moved / "labels.csv"), mode="eval"))
     assert [ds[i]["clip_id"] for i in range(2)] == ["clip.2", "clip.1"]
     assert ds[0]["label"].tolist() == [1.0, 0.0, 0.0] and ds[1]["label"].tolist() == [0.0, 1.0, 1.0]
+
+
+def test_prepare_and_check_fail_clearly(videos, tmp_path):
+    result = run_cli(["prepare", str(videos / "silent.mp4"), "-o", str(tmp_path / "o"), "--no-progress", "-j", "1"])
+    assert result.exit_code == 2
+    assert "silent: no audio track" in result.stdout and "no clip could be prepared" in result.stderr
+    result = run_cli(["prepare", str(tmp_path / "nothing-here"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    result = run_cli(["data", "check", str(tmp_path / "missing.json")])
+    assert result.exit_code == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
