@@ -10,9 +10,11 @@ Module map (spec §6):
 * :mod:`cavkit.data.datafile` -- datafile JSON, label CSV, label vectors, class-balancing weights;
 * :mod:`cavkit.data.datasets` -- the ``cav_mae`` and ``cav_mae_sync`` datasets;
 * :mod:`cavkit.data.synthetic` -- the ``synthetic`` audio-visual dataset;
+* :mod:`cavkit.data.video` -- PyAV: 16 kHz mono audio and frames at the published positions;
 * :mod:`cavkit.data.prepare` -- ``cavkit prepare`` (videos -> wav + frames + datafile);
-* :mod:`cavkit.data.shards` -- tar shards (writing, and the ``shards`` dataset);
-* :mod:`cavkit.data.check` -- ``cavkit data check``.
+* :mod:`cavkit.data.shards` / :mod:`cavkit.data.shard_dataset` -- tar shards and the ``shards`` dataset;
+* :mod:`cavkit.data.check` -- ``cavkit data check``;
+* :mod:`cavkit.data.commands` -- the click commands.
 
 This package's ``__init__`` imports nothing heavy so that configs can be listed without torch.
 """

@@ -185,3 +185,38 @@ def test_prepare_and_check_fail_clearly(videos, tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.stderr
     result = run_cli(["data", "check", str(tmp_path / "missing.json")])
     assert result.exit_code == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_variable_frame_rate_video_takes_frames_by_index(tmp_path):
+    """A VFR clip (20/80 ms alternating) with 48 kHz mono audio: frames by decoded index as published."""
+    from fractions import Fraction
+
+    import av
+
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=30)
+        video.width = video.height = 64
+        video.pix_fmt = "yuv420p"
+        video.codec_context.time_base = Fraction(1, 1000)
+        audio = container.add_stream("aac", rate=48000)
+        audio.layout = "mono"
+        pts = 0
+        for i in range(60):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 4, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            pts += 20 if i % 2 else 80
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 48000 * 3), np.float32), format="fltp", layout="mono")
+        sound.sample_rate = 48000
+        for packet in [*audio.encode(sound), *audio.encode()]:
+            container.mux(packet)
+    summary = prepare([str(path)], PrepareOptions(out=str(tmp_path / "out"), num_frames=16), progress=False)
+    assert summary.count("prepared") == 1
+    expected = frame_indices(60, 60 / 3.02, 16)
+    for i, index in enumerate(expected):
+        brightness = np.asarray(Image.open(tmp_path / "out" / "frames" / f"frame_{i}" / "vfr.jpg")).mean()
+        assert abs(brightness - index * 4) < 3
