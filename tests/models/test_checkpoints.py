@@ -204,3 +204,20 @@ def test_cavkit_weights_without_a_recipe_are_inferred_from_keys(tmp_path):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "w.safetensors")
     loaded = load_model(str(tmp_path / "w.safetensors"), overrides=TINY_HEADS)
     assert loaded.audio_tokenizer.audio_length == 96 and loaded.encoder.num_register_tokens == 8
+
+
+def test_conversion_through_fsspec_uris(official_file):
+    import uuid
+
+    import fsspec
+
+    path, _ = official_file("cavmae_ft_tiny")
+    root = f"memory:///convert-{uuid.uuid4().hex}"
+    with fsspec.open(f"{root}/ft.pth", "wb") as fh:
+        fh.write(path.read_bytes())
+    written = convert(f"{root}/ft.pth", f"{root}/out/ft.safetensors", overrides=["encoder.num_heads=2"])
+    assert written == [f"{root}/out/ft.safetensors", f"{root}/out/ft.yaml"]
+    model = load_model(f"{root}/out/ft.safetensors", expect="classifier")
+    assert model.head[1].out_features == 5
+    fs = fsspec.filesystem("memory")
+    assert not [p for p in fs.ls(root.replace("memory://", "") + "/out", detail=False) if p.endswith(".tmp")]
