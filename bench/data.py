@@ -115,7 +115,7 @@ def bench_datasets(clips: int, repeats: int) -> list[tuple[str, float, float]]:
         naive = Naive(cav.clips)
         for name, ours, base in [
             ("cav_mae eval [1024,128] + 1 frame", cav.__getitem__, naive.cav_mae_eval),
-            ("cav_mae_sync eval [416,128] + 1 frame", sync_eval.__getitem__, naive.sync_eval),
+            ("cav_mae_sync train/eval [416,128] + 1 frame", sync_eval.__getitem__, naive.sync_eval),
             ("cav_mae_sync retrieval [16,416,128] + 16 frames", sync_ret.__getitem__, naive.sync_retrieval),
         ]:
             a, b = ours(0), base(0)

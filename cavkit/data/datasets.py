@@ -37,7 +37,7 @@ from cavkit.data import datafile as df
 from cavkit.data import storage
 from cavkit.data.audio import SAMPLE_RATE, AudioDecodeError, decode_audio, to_mono_16k
 from cavkit.data.configs import CavMaeDataConfig, SyncDataConfig
-from cavkit.data.fbank import kaldi_fbank, normalize, pad_or_crop, segments, single_threaded
+from cavkit.data.fbank import fbank_rows, kaldi_fbank, normalize, pad_or_crop, segment_bounds, segments, single_threaded
 from cavkit.data.images import ImageDecodeError, augment_transform, decode_image, eval_transform
 from cavkit.errors import DataError
 
@@ -276,13 +276,26 @@ class SyncDataset(FileDataset):
             frames = [self.eval_frame]
         transform = self.train_transform if self.mode == "train" else None
         images = [self.image(clip, f, transform) for f in frames]
-        full = pad_or_crop(clip_fbank(clip.video_id, clip.wav), cfg.spectrogram_length)
-        audio = normalize(segments(full, frames, cfg.num_frames, cfg.segment_length), cfg.mean, cfg.std)
+        waveform = load_waveform(clip.video_id, clip.wav)
+        audio = normalize(sync_segments(waveform, frames, cfg.num_frames, cfg.segment_length, cfg.spectrogram_length), cfg.mean, cfg.std)
         if self.mode == "retrieval":
             item = {"audio": audio, "image": torch.stack(images), "frame": torch.tensor(frames)}
         else:
             item = {"audio": audio[0], "image": images[0], "frame": frames[0]}
         return {**item, **self.label_of(clip), "clip_id": clip.video_id}
+
+
+def sync_segments(waveform: torch.Tensor, frames: list[int], num_frames: int, segment_length: int, spectrogram_length: int) -> torch.Tensor:
+    """Un-normalised segments ``[len(frames), L, 128]`` of a clip for ``frames`` (spec §6.4).
+
+    One frame: only its rows are computed (:func:`fbank_rows`); several: the whole-clip fbank
+    once, then sliced (upstream recomputed the whole fbank for every frame).
+    """
+    if len(frames) == 1:
+        start, end = segment_bounds(frames[0], num_frames, spectrogram_length, segment_length)
+        return fbank_rows(waveform, start, end).unsqueeze(0)
+    full = pad_or_crop(kaldi_fbank(waveform, SAMPLE_RATE), spectrogram_length)
+    return segments(full, frames, num_frames, segment_length)
 
 
 def build_cav_mae(config: CavMaeDataConfig, **context) -> CavMaeDataset:

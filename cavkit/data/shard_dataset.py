@@ -21,8 +21,8 @@ from cavkit.data import datafile as df
 from cavkit.data import storage
 from cavkit.data.audio import SAMPLE_RATE
 from cavkit.data.configs import ShardsDataConfig
-from cavkit.data.datasets import add_noise, image_from_bytes, spec_augment, waveform_from_bytes
-from cavkit.data.fbank import kaldi_fbank, normalize, pad_or_crop, segments, single_threaded
+from cavkit.data.datasets import add_noise, image_from_bytes, spec_augment, sync_segments, waveform_from_bytes
+from cavkit.data.fbank import kaldi_fbank, normalize, pad_or_crop, single_threaded
 from cavkit.data.images import eval_transform
 from cavkit.data.shards import expand_urls, iter_samples
 from cavkit.errors import DataError
@@ -147,20 +147,19 @@ class ShardDataset(IterableDataset):
             if name not in members:
                 raise DataError(f"clip {video_id!r}: shard {url} has no {key}.{name}")
             images.append(self.transform(image_from_bytes(video_id, f"{where}.{name}", members[name])))
-        fbank = kaldi_fbank(waveform_from_bytes(video_id, f"{where}.wav", members["wav"]), SAMPLE_RATE)
+        waveform = waveform_from_bytes(video_id, f"{where}.wav", members["wav"])
         out = {"clip_id": video_id}
         if self._label_index is not None:
             out["label"] = torch.from_numpy(df.label_vector(tuple(meta.get("labels", ())), self._label_index, cfg.label_smoothing, where=f"clip {video_id!r}: "))
         if cfg.layout == "cav_mae":
-            fbank = pad_or_crop(fbank, cfg.target_length)
+            fbank = pad_or_crop(kaldi_fbank(waveform, SAMPLE_RATE), cfg.target_length)
             if train:
                 fbank = spec_augment(fbank, cfg.freqm, cfg.timem)
             fbank = normalize(fbank, cfg.mean, cfg.std)
             if train and cfg.noise:
                 fbank = add_noise(fbank)
             return {**out, "audio": fbank, "image": images[0], "frame": frames[0]}
-        full = pad_or_crop(fbank, cfg.spectrogram_length)
-        audio = normalize(segments(full, frames, num_frames, cfg.segment_length), cfg.mean, cfg.std)
+        audio = normalize(sync_segments(waveform, frames, num_frames, cfg.segment_length, cfg.spectrogram_length), cfg.mean, cfg.std)
         if cfg.mode == "retrieval":
             return {**out, "audio": audio, "image": torch.stack(images), "frame": torch.tensor(frames)}
         return {**out, "audio": audio[0], "image": images[0], "frame": frames[0]}

@@ -56,6 +56,13 @@ def test_sync_train_and_eval_items_are_slices_of_retrieval(reference):
     full_audio = ref[f"sync.{ev['clip_id']}.fbank"]
     assert ev["frame"] == 8
     torch.testing.assert_close(ev["audio"], full_audio[8], **TOL)
+    # one-frame items compute only their segment's rows; every frame of every clip (the 6 s clip's
+    # late segments reach into the zero padding) must still match the published output
+    for frame in range(16):
+        ds = SyncDataset(SyncDataConfig(mode="eval", eval_frame=frame, **common))
+        for i in range(len(ds)):
+            item = ds[i]
+            torch.testing.assert_close(item["audio"], ref[f"sync.{item['clip_id']}.fbank"][frame], **TOL)
     torch.manual_seed(0)
     tr = SyncDataset(SyncDataConfig(mode="train", **common))[0]
     torch.testing.assert_close(tr["audio"], full_audio[tr["frame"]], **TOL)
