@@ -140,6 +140,13 @@ class Trainer:
         if not recipe.objectives:
             raise UsageError("the recipe has no objectives; add at least one under objectives:")
         self.model: nn.Module = recipe.model.build()
+        if self.cfg.init:
+            from cavkit.checkpoints.load import init_from_checkpoint
+
+            report = init_from_checkpoint(self.model, self.cfg.init)
+            if dist.is_rank_zero:
+                print(f"cavkit: initialised {len(report['loaded'])} tensors from {self.cfg.init}; "
+                      f"fresh: {len(report['fresh'])}, ignored: {len(report['ignored'])}", file=sys.stderr)
         labels = objective_labels(recipe.objectives)
         objectives = [node.build() for node in recipe.objectives]
         self.train_step = TrainStep(self.model, objectives, labels, [float(n.weight) for n in recipe.objectives]).to(self.device)

@@ -92,6 +92,7 @@ class TrainerConfig:
     precision: Literal["fp32", "bf16", "fp16"] = param("fp32", help="autocast precision (fp16 adds a gradient scaler)")
     grad_accum: int = param(1, help="micro-batches per optimiser step", validator=at_least(1))
     clip_grad: float | None = param(None, help="clip the gradient norm to this value", validator=at_least(0.0))
+    init: str | None = param(None, help="initialise the model from this checkpoint before training (IN-initial.pth, an official or cavkit checkpoint; expected differences such as a new head or resized position embeddings are allowed); unused when resuming")
     freeze_base: bool = param(False, help="train only the head parameters (linear probing)")
     balanced_sampling: bool = param(False, help="draw training clips with the dataset's class-balancing weights (with replacement)")
     sum_device_losses: bool = param(False, help="sum instead of average the per-device losses (CAV-MAE's DataParallel did; gradient x devices)")
