@@ -65,6 +65,7 @@ class ClipResult:
 @attrs.frozen
 class Summary:
     results: list[ClipResult]
+    notes: list[str] = attrs.field(factory=list)
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -81,7 +82,7 @@ class Summary:
             lines.append(f"    {r.video_id}: {r.reason}  [{r.source}]")
         if len(self.failures()) > 20:
             lines.append(f"    ... {len(self.failures()) - 20} more in prepare_report.json")
-        return lines
+        return lines + self.notes
 
 
 # -- inputs -------------------------------------------------------------------------------------------
@@ -222,7 +223,7 @@ def prepare(
                 bar.update()
     bar.close()
     summary = Summary([results[i] for i in range(len(sources))])
-    write_outputs(summary, options, labels=labels, label_names=label_names)
+    summary.notes.extend(write_outputs(summary, options, labels=labels, label_names=label_names))
     if shard_size:
         from cavkit.data.shards import write_shards
 
@@ -230,8 +231,9 @@ def prepare(
     return summary
 
 
-def write_outputs(summary: Summary, options: PrepareOptions, *, labels=None, label_names=None) -> None:
-    """The datafile (every done clip, input order), label CSV, weights and the report."""
+def write_outputs(summary: Summary, options: PrepareOptions, *, labels=None, label_names=None) -> list[str]:
+    """The datafile (every done clip, input order), label CSV, weights and the report; returns notes."""
+    notes = []
     out = options.out
     done = [r for r in summary.results if r.status in ("prepared", "skipped")]
     clips = []
@@ -253,11 +255,16 @@ def write_outputs(summary: Summary, options: PrepareOptions, *, labels=None, lab
             raise UsageError(f"labels {missing[:5]} are not in the label names CSV")
         df.write_label_csv(storage.join(out, "labels.csv"), label_names)
         df.write_weights(df.weights_uri(datafile_uri), df.sample_weights(clips, label_names))
+        unlabeled = [c.video_id for c in clips if not c.labels]
+        if unlabeled:
+            notes.append(f"warning: {len(unlabeled)} prepared clips have no labels in the label table (sample weight 0), e.g. {unlabeled[0]}")
     report = {
         "prepared": summary.count("prepared"),
         "skipped": summary.count("skipped"),
         "failed": [attrs.asdict(r) for r in summary.failures()],
         "num_frames": options.num_frames,
         "frame_method": options.frame_method,
+        "notes": notes,
     }
     storage.write_text_atomic(storage.join(out, "prepare_report.json"), json.dumps(report, indent=1))
+    return notes

@@ -220,3 +220,11 @@ def test_variable_frame_rate_video_takes_frames_by_index(tmp_path):
     for i, index in enumerate(expected):
         brightness = np.asarray(Image.open(tmp_path / "out" / "frames" / f"frame_{i}" / "vfr.jpg")).mean()
         assert abs(brightness - index * 4) < 3
+
+
+def test_clips_missing_from_the_label_table_are_reported(videos, tmp_path):
+    table = tmp_path / "table.csv"
+    table.write_text('video_id,labels\nclip.0,"synth_0"\n')
+    result = run_prepare([str(videos / "clip.0.mp4"), str(videos / "clip.1.mp4"), "-o", str(tmp_path / "o"), "--labels", str(table), "-j", "1"])
+    assert "warning: 1 prepared clips have no labels in the label table (sample weight 0), e.g. clip.1" in result.stdout
+    assert [float(x) for x in (tmp_path / "o" / "datafile_weight.csv").read_text().split()] == pytest.approx([1000 / 1.01, 0.0])
