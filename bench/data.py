@@ -16,7 +16,6 @@ again for each of the 16 frames, as ``dataloader_sync.py`` does. Both produce id
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
