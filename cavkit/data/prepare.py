@@ -157,7 +157,7 @@ def prepare_clip(source: str, options: PrepareOptions) -> ClipResult:
         with open_container(data) as container:
             if not container.streams.video:
                 raise VideoError("no video track")
-            count, fps = frame_count_and_rate(container.streams.video[0])
+            count, fps = frame_count_and_rate(container.streams.video[0], container)
             wanted = frame_indices(count, fps, options.num_frames, options.frame_method)
             images = decode_frames(container, wanted)
     except VideoError as exc:

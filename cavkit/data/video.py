@@ -73,12 +73,22 @@ def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
     return out.getvalue()
 
 
-def frame_count_and_rate(stream) -> tuple[int, float]:
-    """``(frame count, fps)`` as the published OpenCV extractor saw them (container metadata)."""
-    fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0)
+def frame_count_and_rate(stream, container=None) -> tuple[int, float]:
+    """``(frame count, fps)`` as the published OpenCV extractor saw them (container metadata).
+
+    Like OpenCV's FFmpeg backend: fps = average frame rate (else the stream's base rate); count =
+    the stream's frame count, else round(duration x fps).
+    """
+    fps = float(stream.average_rate or stream.base_rate or stream.guessed_rate or 0)
     count = int(stream.frames or 0)
-    if count <= 0 and stream.duration and stream.time_base and fps:
-        count = int(float(stream.duration * stream.time_base) * fps)
+    if count <= 0 and fps:
+        if container is not None and container.duration:
+            seconds = container.duration / 1_000_000
+        elif stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        else:
+            seconds = 0.0
+        count = int(seconds * fps + 0.5)
     return count, fps
 
 
