@@ -235,6 +235,19 @@ def test_every_shipped_recipe_passes_check(recipe):
     assert result.exit_code == 0, result.stderr
 
 
+@pytest.mark.parametrize("recipe", RECIPES, ids=[str(p.relative_to(REPO)) for p in RECIPES])
+def test_every_shipped_recipe_resolves_to_a_recipe_that_resolves_identically(recipe, tmp_path):
+    """`recipe show` output is itself a valid recipe with the same resolution (what a run directory
+    stores must load back to the same thing)."""
+    shown = run_cli(["recipe", "show", str(recipe)])
+    assert shown.exit_code == 0, shown.stderr
+    resolved = tmp_path / "resolved.yaml"
+    resolved.write_text(shown.stdout)
+    again = run_cli(["recipe", "show", str(resolved)])
+    assert again.exit_code == 0, again.stderr
+    assert yaml.safe_load(again.stdout) == yaml.safe_load(shown.stdout)
+
+
 def test_there_are_shipped_recipes():
     if not RECIPES:
         pytest.skip("recipes/ has no recipes yet")
