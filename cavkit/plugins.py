@@ -4,7 +4,8 @@ Order of loading:
 
 1. the built-in plugin modules in :data:`DEFAULT_PLUGINS` (registered like any other plugin);
 2. every entry point in group ``cavkit``, unless ``CAVKIT_DISABLE_PLUGIN_AUTOLOAD=1``; names in
-   ``CAVKIT_BLOCK_PLUGINS=a,b`` are skipped before import;
+   ``CAVKIT_BLOCK_PLUGINS=a,b`` are skipped before import (``CAVKIT_TRACE_PLUGINS=1`` prints what
+   each plugin registers);
 3. each third-party plugin is checked for hook implementations matching no hookspec (a misspelt
    hook name is a load failure, not a silent no-op), then ``check_pending()`` guards the built-ins;
 4. each plugin's ``cavkit_register_components`` is called with a registrar scoped to that plugin.
@@ -216,6 +217,10 @@ def build_plugin_host(
         scope = BUILTIN if info.builtin else info.dist
         try:
             impl.function(registry=host.registry.scoped(scope, source=info.name))
+            if _env_flag("CAVKIT_TRACE_PLUGINS"):
+                added = [f"{s.kind} {s.qualified_id}" for s in host.registry.specs() if s.source == info.name]
+                print(f"cavkit: trace: {info.name} ({info.dist} {info.version}) cavkit_register_components "
+                      f"-> {', '.join(added) or 'nothing'}", file=sys.stderr)
         except Exception as exc:
             # A broken built-in module is contained like a third-party plugin (the rest of cavkit
             # keeps working and `cavkit plugins` shows it); strict mode makes it fatal.

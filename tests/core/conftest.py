@@ -98,7 +98,8 @@ class Site:
 @pytest.fixture(autouse=True)
 def _clean_plugin_state(monkeypatch):
     """No CAVKIT_* switches from the environment, and no cached plugin host between tests."""
-    for var in ("CAVKIT_STRICT_PLUGINS", "CAVKIT_DISABLE_PLUGIN_AUTOLOAD", "CAVKIT_BLOCK_PLUGINS", "CAVKIT_DEBUG"):
+    for var in ("CAVKIT_STRICT_PLUGINS", "CAVKIT_DISABLE_PLUGIN_AUTOLOAD", "CAVKIT_BLOCK_PLUGINS", "CAVKIT_DEBUG",
+                "CAVKIT_TRACE_PLUGINS"):
         monkeypatch.delenv(var, raising=False)
     set_plugin_host(None)
     yield

@@ -216,3 +216,12 @@ def test_plugins_command_lists_builtins_plugins_registrations_and_failures(site)
     assert toy["dist"] == "cavkit-toy" and toy["version"] == "0.3.1"
     assert "encoder cavkit-toy/toy_encoder" in toy["components"]
     assert data["failures"][0]["name"] == "broken"
+
+
+def test_trace_switch_prints_what_each_plugin_registers(site, monkeypatch, capsys):
+    site.add_toy()
+    monkeypatch.setenv("CAVKIT_TRACE_PLUGINS", "1")
+    build_plugin_host()
+    err = capsys.readouterr().err
+    assert "cavkit: trace: toy (cavkit-toy 0.3.1) cavkit_register_components -> encoder cavkit-toy/toy_encoder, " in err
+    assert "model cavkit-toy/toy_model" in err
