@@ -134,7 +134,13 @@ def build_eval_dataset(
         raise UsageError(f"no {role} data: give --datafile or --dataset-type, or a recipe with a data.{role} section")
     data.update(data_params)
     spec = host.registry.get("dataset", data["type"], failed_plugins=host.failed_names())
-    if "mode" in {f.name for f in attrs.fields(spec.config_class())} and "mode" not in data_params:
+    fields = {f.name for f in attrs.fields(spec.config_class())}
+    if "eval_frame" in data_params and "eval_frame" not in fields:
+        raise UsageError(
+            f"--frames needs a dataset with an eval_frame parameter (e.g. cav_mae, cav_mae_sync); "
+            f"dataset {data['type']!r} has none"
+        )
+    if "mode" in fields and "mode" not in data_params:
         wanted = [mode, "eval"] if mode == "retrieval" and data.get("layout") != "cav_mae" else ["eval"]
         for candidate in wanted:
             _, problems = structure_node("dataset", {**data, "mode": candidate}, registry=host.registry)
@@ -384,6 +390,11 @@ def _classify_heads(recipe, checkpoint, datafile, dataset_type, params, modes, f
                     seen += take
             per_frame.append(torch.cat(logits))
             targets = torch.cat(labels)
+            if per_frame[-1].shape[1] != targets.shape[1]:
+                raise UsageError(
+                    f"the classifier predicts {per_frame[-1].shape[1]} classes but the dataset's labels have "
+                    f"{targets.shape[1]}; check the label CSV (--data label_csv=...)"
+                )
         act = activation
         if act == "auto":
             act = "softmax" if bool(((targets > 0.5).sum(dim=1) == 1).all()) else "sigmoid"
