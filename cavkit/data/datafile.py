@@ -59,6 +59,39 @@ def load_datafile(uri: str, *, limit: int | None = None) -> list[Clip]:
     return clips
 
 
+class ClipTable:
+    """A read-only sequence of :class:`Clip` stored as fixed-width byte arrays.
+
+    A list of a million small Python objects is copied page by page into every DataLoader worker as
+    reference counts change ("copy-on-read", pytorch/pytorch#13246); numpy byte arrays are not, so
+    AudioSet-sized datafiles keep one copy of their metadata. ``table[i]`` builds the Clip.
+    """
+
+    def __init__(self, clips: list[Clip]):
+        def column(values: list[str]) -> np.ndarray:
+            return np.array([v.encode("utf-8") for v in values], dtype=bytes) if values else np.array([], dtype="S1")
+
+        self._ids = column([c.video_id for c in clips])
+        self._wavs = column([c.wav for c in clips])
+        self._paths = column([c.video_path for c in clips])
+        self._labels = column([",".join(c.labels) for c in clips])
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, index: int) -> Clip:
+        labels = self._labels[index].decode("utf-8")
+        return Clip(
+            self._ids[index].decode("utf-8"),
+            self._wavs[index].decode("utf-8"),
+            self._paths[index].decode("utf-8"),
+            tuple(labels.split(",")) if labels else (),
+        )
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
 def clip_to_entry(clip: Clip) -> dict[str, str]:
     return {"video_id": clip.video_id, "wav": clip.wav, "video_path": clip.video_path, "labels": ",".join(clip.labels)}
 
@@ -141,7 +174,7 @@ def sample_weights(clips: list[Clip], labels: LabelMap) -> np.ndarray:
     counts = np.zeros(labels.num_classes)
     for clip in clips:
         for mid in clip.labels:
-            counts[_label_index(mid, index, f"clip {clip.video_id}: ")] += 1
+            counts[_label_index(mid, index, f"clip {clip.video_id!r}: ")] += 1
     per_label = 1000.0 / (counts + 0.01)
     return np.array([sum(per_label[index[m]] for m in clip.labels) for clip in clips], dtype=np.float64)
 

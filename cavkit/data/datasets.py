@@ -92,10 +92,13 @@ class FileDataset(Dataset):
 
     def __init__(self, config: CavMaeDataConfig | SyncDataConfig):
         self.config = config
-        self.clips = df.load_datafile(config.datafile, limit=config.limit)
-        if not self.clips:
+        clips = df.load_datafile(config.datafile, limit=config.limit)
+        self.clips = df.ClipTable(clips)
+        if not clips:
             raise DataError(f"datafile {config.datafile} has no entries")
         self.labels = df.load_label_csv(config.label_csv) if config.label_csv else None
+        if self.labels is not None:  # unknown labels fail now, with the clip named, not mid-epoch
+            df.sample_weights(clips, self.labels)
         self._label_index = self.labels.index() if self.labels else None
         self.image_transform = eval_transform(config.image_size)
         #: Bad clips met in this process since the last :meth:`reset_skipped`.
@@ -118,7 +121,7 @@ class FileDataset(Dataset):
             return torch.from_numpy(df.load_weights(self.config.weights_file, len(self.clips)))
         if self.labels is None:
             return torch.ones(len(self.clips), dtype=torch.float64)
-        return torch.from_numpy(df.sample_weights(self.clips, self.labels))
+        return torch.from_numpy(df.sample_weights(list(self.clips), self.labels))
 
     def reset_skipped(self) -> int:
         """Return the bad-clip count of this process and start a new count (call once per epoch)."""

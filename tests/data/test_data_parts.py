@@ -65,3 +65,10 @@ def test_shard_url_expansion(tmp_path):
     assert expand_urls(["s-{008..011}.tar"]) == ["s-008.tar", "s-009.tar", "s-010.tar", "s-011.tar"]
     assert len(expand_urls([str(tmp_path / "shard-*.tar")])) == 3
     assert np.all([u.endswith(".tar") for u in expand_urls([str(tmp_path / "shard-{000000..000002}.tar")])])
+
+
+def test_clip_table_round_trips_clips():
+    clips = [df.Clip("ü-1", "/a/ü.wav", "/f", ("/m/x", "/m/y")), df.Clip("2", "memory://w/2.wav", "memory://f", ())]
+    table = df.ClipTable(clips)
+    assert len(table) == 2 and list(table) == clips and table[1] == clips[1]
+    assert table._ids.dtype.kind == "S"  # bytes, not Python objects: no copy-on-read in workers
