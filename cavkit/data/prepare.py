@@ -219,7 +219,11 @@ def prepare(
         with pool:
             futures = {pool.submit(prepare_clip, sources[i], options): i for i in todo}
             for future in cf.as_completed(futures):
-                results[futures[future]] = future.result()
+                i = futures[future]
+                try:
+                    results[i] = future.result()
+                except Exception as exc:  # a decoder crash kills its worker process; report, keep going
+                    results[i] = ClipResult(video_id_of(sources[i]), sources[i], "failed", f"worker crashed: {type(exc).__name__}: {exc}")
                 bar.update()
     bar.close()
     summary = Summary([results[i] for i in range(len(sources))])
