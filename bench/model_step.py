@@ -82,18 +82,41 @@ def time_steps(step, device: str, steps: int) -> list[float]:
     return times
 
 
-def measure_memory_child(args) -> None:
-    """Child mode: build one variant and report the peak memory of a step above the built model.
+def _proc_status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
-    CPU: growth of the process's max RSS over the first step (max RSS never shrinks, so a warm-up
-    step would hide the peak). CUDA: peak allocated above the weights, after a warm-up step.
+
+def cpu_step_peak_bytes(step) -> int:
+    """Peak resident memory of one call above the memory resident before it (Linux).
+
+    Resets the process's high-water mark (``/proc/self/clear_refs``), runs the step and reads
+    ``VmHWM``; falls back to max-RSS growth where that is not possible.
     """
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        base = _proc_status_kib("VmRSS")
+        step()
+        return (_proc_status_kib("VmHWM") - base) * 1024
+    except OSError:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        step()
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+
+
+def measure_memory_child(args) -> None:
+    """Child mode: build one variant, run a warm-up step, report the peak memory of the next step
+    above what is resident before it (weights, optimizer-free; CPU: resident set; CUDA: allocated)."""
     device = args.device
     model = build(args.child_model, args.child_attn, device)
     audio, image = make_batch(model, args.batch, device)
     step = step_fn(model, args.child_model, audio, image, autocast=args.child_autocast or None)
+    step()
     if device == "cuda":
-        step()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -101,9 +124,7 @@ def measure_memory_child(args) -> None:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        step()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = cpu_step_peak_bytes(step)
     print(json.dumps({"peak_bytes": peak}))
 
 
@@ -160,7 +181,7 @@ def main() -> None:
         print(f"  cavkit (sdpa)    {med['sdpa'] * 1e3:9.1f} ms   speed-up x{med['eager'] / med['sdpa']:.2f}")
         if not args.no_memory:
             mem = {attn: peak_memory(name, attn, args) for attn in ("eager", "sdpa")}
-            unit = "max-RSS growth over the first step" if device == "cpu" else "peak allocated above weights"
+            unit = "peak resident set above the model" if device == "cpu" else "peak allocated above weights"
             print(f"  step memory ({unit}): eager {mem['eager']:.0f} MiB, sdpa {mem['sdpa']:.0f} MiB, "
                   f"ratio x{mem['eager'] / max(mem['sdpa'], 1e-9):.2f}")
         if device == "cuda":

@@ -8,6 +8,7 @@ computed from the :class:`~cavkit.interfaces.ModelOutput` returned here.
 
 from __future__ import annotations
 
+import attrs
 import torch
 from torch import nn
 
@@ -86,10 +87,8 @@ def build_parts(config, *, with_maskers: bool = True) -> dict[str, nn.Module]:
 
 
 def _default_encoder(config) -> str:
-    import attrs
-
-    field = attrs.fields_dict(type(config))["encoder"]
-    return field.metadata["default_type"]
+    """The encoder type a model config falls back to (``cav_mae_encoder`` or ``sync_encoder``)."""
+    return attrs.fields_dict(type(config))["encoder"].metadata["default_type"]
 
 
 def build_cav_mae(config, **_: object) -> CAVMAE:
