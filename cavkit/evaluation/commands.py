@@ -97,8 +97,14 @@ def load_eval_model(checkpoint: str | None, recipe, device):
 
 
 def _is_sync(model) -> bool:
-    encoder = getattr(model, "encoder", None)
-    return bool(getattr(encoder, "global_tokens", False) or getattr(encoder, "num_registers", 0)) or type(model).__name__.lower().find("sync") >= 0
+    """Whether a loaded model is CAV-MAE Sync (its data come as frame-aligned segments)."""
+    node = getattr(model, "cavkit_node", None)
+    if node is not None:
+        if node.type == "cav_mae_sync":
+            return True
+        encoder = getattr(node.config, "encoder", None)
+        return encoder is not None and encoder.type == "sync_encoder"
+    return type(model).__name__.lower().find("sync") >= 0
 
 
 def recipe_data(recipe, role: str) -> dict[str, Any] | None:

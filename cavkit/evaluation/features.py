@@ -16,6 +16,7 @@ extraction can serve many strategies, directions and kNN runs.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -96,7 +97,7 @@ def atomic_write_bytes(uri: str, data: bytes) -> None:
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{torch.randint(0, 1 << 30, ()).item()}"
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
     with fs.open(tmp, "wb") as f:
         f.write(data)
     try:
