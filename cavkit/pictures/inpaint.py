@@ -129,3 +129,45 @@ def inpainting_figure(result: Inpainting, index: int, title: str = "") -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=FIGURE_DPI)
     return buffer.getvalue()
+
+
+# -- running a model --------------------------------------------------------------------------------
+def build_masker(mode: str, ratio: float) -> Any:
+    """A registered ``masker`` component (``unstructured``, ``time``, ``freq``, ``time_freq``, or a plugin's)."""
+    from cavkit.errors import UsageError
+    from cavkit.plugins import get_plugin_host
+
+    host = get_plugin_host()
+    spec = host.registry.get("masker", mode, failed_plugins=host.failed_names())
+    try:
+        config = spec.config_class()(ratio=ratio)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"masker {mode!r} cannot be built with ratio {ratio}: {exc}") from None
+    return spec.build(config)
+
+
+@torch.no_grad()
+def inpaint(model: Any, audio: torch.Tensor, image: torch.Tensor, *, audio_masker: Any, visual_masker: Any) -> tuple[Inpainting, Any]:
+    """Mask, encode and reconstruct one batch with the given maskers (the model's own are restored after).
+
+    :param audio: ``[B,T,F]``; :param image: ``[B,3,H,W]`` (normalised, as the datasets give them).
+    :returns: the :class:`Inpainting` and the raw :class:`~cavkit.interfaces.ModelOutput`.
+    """
+    if not hasattr(model, "audio_masker") or not hasattr(model, "visual_masker"):
+        raise ValueError(f"{type(model).__name__} has no audio_masker/visual_masker; inpainting needs a pretraining model")
+    saved = model.audio_masker, model.visual_masker
+    model.audio_masker, model.visual_masker = audio_masker, visual_masker
+    try:
+        output = model(audio, image)
+    finally:
+        model.audio_masker, model.visual_masker = saved
+    return compose_inpainting(audio, image, output), output
+
+
+def masked_mse(result: Inpainting) -> tuple[float, float]:
+    """Mean squared error over the removed patches only, ``(audio, visual)``, in the input space."""
+    def one(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> float:
+        m = m.expand_as(x)
+        return float(((x - y) ** 2 * m).sum() / m.sum().clamp_min(1))
+
+    return one(result.fbank_pasted, result.fbank, result.fbank_mask), one(result.image_pasted, result.image, result.image_mask)

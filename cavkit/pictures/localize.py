@@ -1,0 +1,101 @@
+"""Sound-prompted localization of one clip: per-frame maps from a model, pictures, and scores.
+
+A clip item holds one frame (``audio [T,128]``, ``image [3,H,W]``) or K frames with their audio
+(``audio [K,L,128]``, ``image [K,3,H,W]``: Sync retrieval mode). Each frame is embedded unmasked
+(:meth:`model.embed`), and the frame's audio embedding is compared with every visual patch token
+(:func:`cavkit.pictures.heatmap.similarity_maps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from cavkit.errors import UsageError
+from cavkit.pictures.heatmap import frame_to_uint8, normalize_maps, overlay, similarity_maps, upsample_maps
+from cavkit.pictures.patches import image_grid
+
+AudioEmbedding = Literal["auto", "global", "pooled"]
+
+
+@dataclass
+class ClipMaps:
+    """One clip's localization.
+
+    :ivar maps: ``[K,H,W]`` cosine similarity upsampled to the frame (raw, in [-1, 1]).
+    :ivar frames: ``[K,H,W,3]`` uint8 RGB frames.
+    :ivar frame_index: ``[K]`` frame numbers within the clip.
+    :ivar object_mask: ``[K,H,W]`` bool ground truth when the dataset has it, else ``None``.
+    :ivar embedding: which audio embedding was used (``global`` or ``pooled``).
+    """
+
+    maps: torch.Tensor
+    frames: Any
+    frame_index: list[int]
+    object_mask: torch.Tensor | None
+    embedding: str
+
+
+def _frames_of(item: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor | None]:
+    audio, image = torch.as_tensor(item["audio"]), torch.as_tensor(item["image"])
+    mask = item.get("object_mask")
+    mask = torch.as_tensor(mask).bool() if mask is not None else None
+    frame = item.get("frame", 0)
+    if image.dim() == 3:
+        return audio[None], image[None], [int(frame)], (mask[None] if mask is not None else None)
+    if image.dim() == 4 and audio.dim() == 3 and audio.shape[0] == image.shape[0]:
+        frames = [int(f) for f in torch.as_tensor(frame).reshape(-1).tolist()] if frame is not None else list(range(image.shape[0]))
+        return audio, image, frames, mask
+    raise UsageError(
+        f"clip {item.get('clip_id')!r}: cannot pair audio {tuple(audio.shape)} with image {tuple(image.shape)}; "
+        "expected [T,128] with [3,H,W], or [K,L,128] with [K,3,H,W]"
+    )
+
+
+def pick_audio(emb: Any, embedding: AudioEmbedding) -> tuple[torch.Tensor, str]:
+    """The audio vector ``[K,D]`` to prompt with: the Sync global token, or the mean of the patch tokens."""
+    if embedding == "auto":
+        embedding = "global" if emb.audio_global is not None else "pooled"
+    vector = emb.audio_global if embedding == "global" else emb.audio_pooled
+    if vector is None:
+        raise UsageError(f"this model gives no {embedding} audio embedding; use --embedding pooled")
+    return vector, embedding
+
+
+@torch.no_grad()
+def localize_clip(model: Any, item: dict[str, Any], *, embedding: AudioEmbedding = "auto", device: Any = "cpu",
+                  image_mean: tuple[float, ...], image_std: tuple[float, ...]) -> ClipMaps:
+    """Embed every frame of ``item`` and compute its upsampled similarity map."""
+    audio, image, frames, mask = _frames_of(item)
+    emb = model.embed(audio.to(device), image.to(device))
+    if emb.visual_patches is None:
+        raise UsageError("this model gives no visual patch tokens; localization needs them")
+    vector, chosen = pick_audio(emb, embedding)
+    h, w = image.shape[-2:]
+    grid = image_grid(emb.visual_patches.shape[1], h, w)
+    maps = upsample_maps(similarity_maps(vector, emb.visual_patches, grid), (h, w)).cpu()
+    pictures = [frame_to_uint8(image[k], image_mean, image_std) for k in range(image.shape[0])]
+    return ClipMaps(maps=maps, frames=pictures, frame_index=frames, object_mask=mask, embedding=chosen)
+
+
+def clip_pictures(clip: ClipMaps, *, alpha: float = 0.5, cmap: str = "jet", scale: int = 1) -> list[Any]:
+    """One PIL overlay per frame (each map min-max scaled on its own), enlarged ``scale`` times (nearest)."""
+    from PIL import Image
+
+    heat = normalize_maps(clip.maps).numpy()
+    out = []
+    for k, frame in enumerate(clip.frames):
+        picture = overlay(frame, heat[k], alpha=alpha, cmap=cmap)
+        if scale != 1:
+            picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+        out.append(picture)
+    return out
+
+
+def scored_frames(clip: ClipMaps) -> torch.Tensor:
+    """Indices of the frames that can be scored: the sounding object is in view (non-empty mask)."""
+    if clip.object_mask is None:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.nonzero(clip.object_mask.flatten(1).any(dim=1)).flatten()

@@ -1,0 +1,173 @@
+"""Where the picture commands get their inputs: checkpoints (and what they were trained with) and clips.
+
+Models load through :func:`cavkit.api.load_model`; datasets are built exactly like the evaluation
+commands build theirs (``--datafile`` / ``--dataset-type`` / ``--data KEY=VALUE``), so every
+picture command accepts the same data options as ``cavkit eval``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import fsspec
+import yaml
+
+from cavkit.errors import CheckpointError, UsageError
+
+
+def _safetensors_metadata(uri: str) -> dict[str, str] | None:
+    """The header metadata of a safetensors file (reads only the header), or ``None`` if it is not one."""
+    with fsspec.open(uri, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return None
+        size = int.from_bytes(head, "little")
+        if size <= 0 or size > 100_000_000:
+            return None
+        header = fh.read(size)
+    try:
+        return json.loads(header).get("__metadata__") or {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def stored_recipe_text(uri: str) -> str | None:
+    """The resolved recipe a cavkit checkpoint carries, or ``None`` (official ``.pth`` files carry none).
+
+    Training checkpoints keep it under ``recipe``; cavkit ``.safetensors`` weights in their metadata
+    or in a sidecar ``<name>.yaml`` / ``<name>.recipe.yaml``.
+    """
+    try:
+        meta = _safetensors_metadata(uri)
+    except FileNotFoundError:
+        raise CheckpointError(f"{uri}: checkpoint not found") from None
+    if meta is not None:
+        if meta.get("recipe"):
+            return meta["recipe"]
+        stem = uri[: -len(".safetensors")] if uri.endswith(".safetensors") else uri
+        for candidate in (f"{stem}.yaml", f"{stem}.recipe.yaml"):
+            try:
+                with fsspec.open(candidate, "r", encoding="utf-8") as fh:
+                    return fh.read()
+            except (FileNotFoundError, OSError):
+                continue
+        return None
+    import torch
+
+    with fsspec.open(uri, "rb") as fh:
+        data = fh.read()
+    try:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: load_model reports it in full
+        raise CheckpointError(f"{uri}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if isinstance(obj, dict) and obj.get("format") == "cavkit.checkpoint" and isinstance(obj.get("recipe"), str):
+        return obj["recipe"]
+    return None
+
+
+def recipe_norm_pix(recipe_text: str | None) -> bool | str | None:
+    """What a stored recipe says about per-patch normalisation of the MAE targets.
+
+    :returns: ``True``/``False`` (the ``mae`` objective's ``norm_pix_loss``), ``"no-mae"`` when the
+        recipe lists objectives but no ``mae``, or ``None`` when it records no objectives at all
+        (official files, ``cavkit convert`` output: they keep only the model).
+    """
+    if not recipe_text:
+        return None
+    try:
+        data = yaml.safe_load(recipe_text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("objectives"), list):
+        return None
+    for node in data["objectives"]:
+        name = node.get("type") if isinstance(node, dict) else node
+        if isinstance(name, str) and name.rsplit("/", 1)[-1] == "mae":
+            if isinstance(node, dict) and "norm_pix_loss" in node:
+                return bool(node["norm_pix_loss"])
+            from cavkit.objectives.configs import MAEConfig
+
+            return MAEConfig().norm_pix_loss
+    return "no-mae"
+
+
+def require_pixel_targets(uri: str, declared: bool) -> str:
+    """Refuse checkpoints that cannot draw pixels; return how the decision was made (for the log).
+
+    Training checkpoints and run weights (``<run>/weights/*.safetensors``) carry the resolved
+    recipe, whose ``mae`` objective says ``norm_pix_loss``. Official ``.pth`` files and converted
+    weights carry no objectives, so the user must vouch with ``declared`` (``--pixel-targets``).
+
+    :raises UsageError: a norm-pix checkpoint, a model never trained with ``mae``, or an unrecorded
+        one without the flag.
+    """
+    norm_pix = recipe_norm_pix(stored_recipe_text(uri))
+    if norm_pix is None:
+        if declared:
+            return "--pixel-targets given (the checkpoint does not record its training objectives)"
+        raise UsageError(
+            f"{uri}: this checkpoint does not record whether it was trained with per-patch normalised "
+            "targets (norm_pix_loss); a norm-pix model predicts standardised patches, not pixels. "
+            "Official .pth files cannot tell (of the released models only CAV-MAE-Base-NoNorm is a pixel model; "
+            "all others use norm_pix_loss). If this checkpoint was trained with norm_pix_loss false, pass --pixel-targets."
+        )
+    if norm_pix == "no-mae":
+        raise UsageError(f"{uri}: its recipe has no 'mae' objective, so its decoder was never trained to reconstruct")
+    if norm_pix:
+        raise UsageError(
+            f"{uri}: trained with norm_pix_loss: true (objective 'mae'), so it predicts per-patch standardised "
+            "values, not pixels; inpainting needs a model trained with norm_pix_loss: false "
+            "(e.g. the CAV-MAE-Base-NoNorm release, or a recipe with {type: mae, norm_pix_loss: false})"
+        )
+    return "recipe: mae objective with norm_pix_loss false"
+
+
+def is_sync_model(model: Any) -> bool:
+    """Whether a model has Sync global tokens (and so pairs frames with audio segments)."""
+    encoder = getattr(model, "encoder", None)
+    return bool(getattr(encoder, "global_tokens", False))
+
+
+def load_picture_model(checkpoint: str, device: Any) -> Any:
+    """A model in eval mode on ``device`` (any checkpoint :func:`cavkit.api.load_model` reads)."""
+    from cavkit.api import load_model
+
+    return load_model(checkpoint, device=device).eval()
+
+
+def open_dataset(model: Any, *, datafile: str | None, dataset_type: str | None, data_params: dict[str, Any], mode: str) -> Any:
+    """The clips to draw, as the evaluation commands build them (``mode``: ``eval`` or ``retrieval``)."""
+    from cavkit.evaluation.commands import build_eval_dataset
+
+    return build_eval_dataset(
+        node_data=None, datafile=datafile, dataset_type=dataset_type, data_params=data_params, mode=mode,
+        sync=is_sync_model(model), role="pictures",
+    )
+
+
+def select_items(dataset: Any, clip_ids: tuple[str, ...], limit: int | None) -> list[dict[str, Any]]:
+    """Items of ``dataset``: those with the given clip ids (in that order), else the first ``limit``.
+
+    :raises UsageError: a requested clip id that the dataset does not have.
+    """
+    n = len(dataset)
+    if not clip_ids:
+        return [dataset[i] for i in range(min(n, limit) if limit is not None else n)]
+    wanted = {cid: None for cid in clip_ids}
+    for i in range(n):
+        item = dataset[i]
+        if str(item.get("clip_id")) in wanted and wanted[str(item["clip_id"])] is None:
+            wanted[str(item["clip_id"])] = item
+            if all(v is not None for v in wanted.values()):
+                break
+    missing = [cid for cid, item in wanted.items() if item is None]
+    if missing:
+        raise UsageError(f"clip id(s) not in the dataset: {', '.join(missing)}")
+    return [wanted[cid] for cid in clip_ids]
+
+
+def safe_file_stem(clip_id: str) -> str:
+    """A clip id made safe as a file name (``/`` and other odd characters become ``_``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in str(clip_id)) or "clip"
