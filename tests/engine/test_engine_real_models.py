@@ -65,3 +65,16 @@ def test_sync_resume_mid_epoch_through_the_cli_is_bitwise(tmp_path: Path) -> Non
     a = ckpt.model_state_from_file(str(tmp_path / "a" / "weights" / "final.safetensors"))
     b = ckpt.model_state_from_file(str(tmp_path / "b" / "weights" / "final.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_reconstruction_images_and_scalars_reach_tensorboard(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = trainer_for("sync_tiny", tmp_path / "run", "trainer.max_steps=2", "trainer.image_every=2", "run.tensorboard=true")
+    trainer.fit()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"recon/audio", "recon/image"} <= set(tags["images"])
+    assert {"train/loss", "train/loss/mae", "train/sync_contrastive/c_acc", "train/lr/base"} <= set(tags["scalars"])
+    assert "recipe/text_summary" in tags["tensors"]
