@@ -102,6 +102,19 @@ def _scalar(value: Any, device: torch.device) -> torch.Tensor:
     return torch.tensor(float(value), device=device)
 
 
+def format_retrieval(metrics: dict[str, float], strategy: str) -> str:
+    """Retrieval metrics (percent) as a small table, one row per direction."""
+    chance = metrics.get("eval/retrieval/chance/R@1")
+    lines = [f"cavkit: retrieval on data.eval ({strategy}; chance R@1 = {chance:.1f}%):"]
+    prefix = f"eval/retrieval/{strategy}/"
+    for direction in ("audio_to_visual", "visual_to_audio"):
+        row = {k[len(prefix) + len(direction) + 1:]: v for k, v in metrics.items() if k.startswith(prefix + direction + "/")}
+        if row:
+            cells = "  ".join(f"{k} {v:5.1f}" for k, v in row.items())
+            lines.append(f"  {direction.replace('_to_', '->'):<14} {cells}")
+    return "\n".join(lines)
+
+
 class Trainer:
     """Trains one recipe. Build with :meth:`from_recipe`, then call :meth:`fit`.
 
@@ -164,12 +177,21 @@ class Trainer:
         if self.cfg.balanced_sampling and weights is None:
             raise UsageError("trainer.balanced_sampling is on but the training set provides no sample_weights")
         if self.iterable:
-            raise UsageError(
-                "the training set is an IterableDataset: cavkit train needs a map-style dataset for an exact, "
-                "resumable data order (use the shards dataset in map-style mode)"
-            )
-        self.plan = GlobalBatchPlan(len(self.train_set), self.global_batch, self.seed, weights)
-        self.steps_per_epoch = self.plan.steps_per_epoch
+            # streaming sets (tar shards) split themselves by rank and worker; see _stream()
+            if self.cfg.balanced_sampling:
+                raise UsageError("trainer.balanced_sampling needs a map-style training set, not a streaming one")
+            try:
+                length = len(self.train_set)
+            except TypeError:
+                length = None
+            if length is None and not self.cfg.max_steps:
+                raise UsageError("the streaming training set has no known length: set trainer.max_steps "
+                                 "(or write index.json beside the shards)")
+            self.plan = None
+            self.steps_per_epoch = max(length // self.global_batch, 1) if length else self.cfg.max_steps
+        else:
+            self.plan = GlobalBatchPlan(len(self.train_set), self.global_batch, self.seed, weights)
+            self.steps_per_epoch = self.plan.steps_per_epoch
         self.total_steps = self.cfg.max_steps or self.cfg.epochs * self.steps_per_epoch
         self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
 
@@ -507,12 +529,15 @@ class Trainer:
         run_every = self.recipe.run.checkpoint_every_steps
         try:
             while self.step < self.total_steps:
-                loader = train_loader(
-                    self.train_set, plan=self.plan, epoch=self.epoch, start_step=self.step_in_epoch,
-                    rank=self.dist.rank, world_size=self.dist.world_size, batch_size=cfg.batch_size,
-                    grad_accum=cfg.grad_accum, num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
-                )
-                iterator = iter(loader)
+                if self.iterable:
+                    iterator = self._stream()
+                else:
+                    loader = train_loader(
+                        self.train_set, plan=self.plan, epoch=self.epoch, start_step=self.step_in_epoch,
+                        rank=self.dist.rank, world_size=self.dist.world_size, batch_size=cfg.batch_size,
+                        grad_accum=cfg.grad_accum, num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
+                    )
+                    iterator = iter(loader)
                 while self.step_in_epoch < self.steps_per_epoch and self.step < self.total_steps:
                     micro = [next(iterator) for _ in range(cfg.grad_accum)]
                     logs = self.train_one_step(micro)
@@ -543,7 +568,7 @@ class Trainer:
                         callback(self)
                     if epoch_done:
                         break
-                del iterator, loader
+                del iterator
             if self.step_in_epoch != 0:  # stopped mid-epoch by max_steps
                 self.save_checkpoint()
             self._finish()
@@ -551,6 +576,35 @@ class Trainer:
             bar.close()
             self.logger.close()
         return self.result
+
+    def _stream(self):
+        """Batches of a streaming training set for this epoch, skipping those consumed before a resume.
+
+        The set splits its shards by rank and worker; a rank whose share runs out starts it again, so
+        every rank takes ``steps_per_epoch`` steps. The order after a mid-epoch resume is the same, but
+        per-item augmentation randomness is only reproducible for map-style sets.
+        """
+        skip = self.step_in_epoch * self.cfg.grad_accum
+        rounds = 0
+        while True:
+            set_epoch = getattr(self.train_set, "set_epoch", None)
+            if set_epoch is not None:
+                set_epoch(self.epoch + 1_000_003 * rounds)
+            loader = train_loader(
+                self.train_set, plan=None, epoch=self.epoch, start_step=0, rank=self.dist.rank,
+                world_size=self.dist.world_size, batch_size=self.cfg.batch_size, grad_accum=self.cfg.grad_accum,
+                num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
+            )
+            produced = False
+            for batch in loader:
+                produced = True
+                if skip:
+                    skip -= 1
+                    continue
+                yield batch
+            if not produced:
+                raise UsageError("the streaming training set yielded no full batch on this rank; lower trainer.batch_size")
+            rounds += 1
 
     def _end_epoch(self) -> None:
         epoch_1based = self.epoch + 1
@@ -600,6 +654,5 @@ class Trainer:
             metrics = retrieval_metrics(self.model, self.recipe, device=self.device,
                                         batch_size=self.cfg.eval_batch_size or self.cfg.batch_size)
             self.logger.record("eval", self.step, metrics)
-            shown = ", ".join(f"{k}={v:.2f}" for k, v in metrics.items())
-            print(f"cavkit: retrieval on data.eval: {shown}", file=sys.stderr)
+            print(format_retrieval(metrics, self.recipe.retrieval.type), file=sys.stderr)
         return metrics

@@ -131,3 +131,26 @@ def test_cli_train_and_bad_recipe(tmp_path: Path) -> None:
     assert [s for s, _ in ckpt.list_checkpoints(str(tmp_path / "run"))] == [2]
     bad = run_cli(["train", str(recipe), "--set", "trainer.epochz=2"], host=h.host())
     assert bad.exit_code == 2 and "did you mean 'epochs'" in bad.stderr
+
+
+def test_streaming_training_set_trains_and_resumes_in_order(tmp_path: Path) -> None:
+    data = h.tiny_recipe(data={"train": {"type": "engine_tiny_stream", "num_items": 24}},
+                         trainer={"epochs": 2}, run={"checkpoint_every_steps": 4})
+    straight = h.make_trainer(data, str(tmp_path / "a"), tmp_path / "ra")
+    assert straight.steps_per_epoch == 6
+    straight.fit()
+
+    class Stop(Exception):
+        pass
+
+    def stop(t):
+        if t.step == 4:
+            raise Stop
+
+    first = h.make_trainer(data, str(tmp_path / "b"), tmp_path / "rb", on_step_end=[stop])
+    with pytest.raises(Stop):
+        first.fit()
+    second = h.make_trainer(data, str(tmp_path / "b"), tmp_path / "rb")
+    second.fit(resume="latest")
+    a, b = h.model_state(straight), h.model_state(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)

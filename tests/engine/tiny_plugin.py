@@ -181,6 +181,27 @@ class TinyData(torch.utils.data.Dataset):
         return {"audio": audio, "image": image, "label": label, "clip_id": f"clip{index}", "skipped": 0}
 
 
+class TinyStream(torch.utils.data.IterableDataset):
+    """The same items, streamed in a fixed per-epoch order (like tar shards), with a known length."""
+
+    def __init__(self, config: TinyDataConfig):
+        self.items = TinyData(attrs.evolve(config, augment=False))
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.items)
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = torch.randperm(len(self.items), generator=torch.Generator().manual_seed(self.epoch)).tolist()
+        if torch.distributed.is_initialized():
+            order = order[torch.distributed.get_rank() :: torch.distributed.get_world_size()]
+        for index in order:
+            yield self.items[index]
+
+
 @hookimpl
 def cavkit_register_components(registry):
     registry.add("model", "engine_tiny_model", lambda c, **_: TinyModel(c), TinyModelConfig)
@@ -189,3 +210,4 @@ def cavkit_register_components(registry):
     registry.add("objective", "engine_tiny_ce", lambda c, **_: TinyCE(), TinyCEConfig)
     registry.add("objective", "engine_nan_after", lambda c, **_: NaNAfter(c), NaNAfterConfig)
     registry.add("dataset", "engine_tiny_data", lambda c, **_: TinyData(c), TinyDataConfig)
+    registry.add("dataset", "engine_tiny_stream", lambda c, **_: TinyStream(c), TinyDataConfig)
