@@ -156,57 +156,70 @@ def inpaint_command(checkpoint, datafile, dataset_type, data_params, clip_ids, n
 @click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="IoU: the map (min-max scaled per frame) is thresholded here")
 @click.option("--score-only", is_flag=True, help="write scores.json only, no pictures (for scoring many clips)")
+@click.option("--centre", type=click.Choice(["audio", "none"]), default="audio", show_default=True,
+              help="audio: subtract the mean audio embedding of the drawn clips before the cosine (the part "
+                   "the visual->audio InfoNCE leaves untrained; needs 2+ clips); none: plain cosine")
 @_DEVICE
 @_OUT_DIR
 def localize_command(checkpoint, datafile, dataset_type, data_params, clip_ids, num_clips, embedding, animation, frame_ms,
-                     alpha, cmap, scale, threshold, score_only, device, out_dir):
+                     alpha, cmap, scale, threshold, score_only, centre, device, out_dir):
     """Sound-prompted localization: per frame, the similarity of the audio embedding with every visual
     patch token, upsampled and drawn over the frame (PNG per frame, animation per clip). Where the
-    dataset has ground truth (synthetic: object_mask) it reports pointing-game accuracy and IoU,
-    next to a centre-prior baseline."""
+    dataset has ground truth (synthetic: object_mask) it reports pointing-game accuracy and IoU of
+    both map variants (plain and audio-centred) next to a centre-prior baseline."""
     import torch
 
     from cavkit.pictures.files import join, write_bytes_atomic
     from cavkit.pictures.heatmap import animation_bytes, png_bytes
     from cavkit.pictures.inpaint import IMAGE_MEAN, IMAGE_STD
     from cavkit.pictures.localization import centre_prior, score_maps
-    from cavkit.pictures.localize import clip_pictures, localize_clip, scored_frames
+    from cavkit.pictures.localize import clip_maps, clip_pictures, embed_clip, mean_audio, scored_frames
     from cavkit.pictures.sources import load_picture_model, safe_file_stem, select_items
 
     dev = _device(device)
     model = load_picture_model(checkpoint, dev)
     dataset = _dataset(model, datafile, dataset_type, data_params, mode="retrieval")
     items = select_items(dataset, clip_ids, num_clips)
-    all_maps, all_masks = [], []
-    chosen = embedding
-    for item in items:
-        clip = localize_clip(model, item, embedding=embedding, device=dev, image_mean=IMAGE_MEAN, image_std=IMAGE_STD)
-        chosen = clip.embedding
+    if centre == "audio" and len(items) < 2:
+        raise UsageError("--centre audio subtracts the mean audio embedding of the drawn clips: draw 2 or more clips, or use --centre none")
+    clips = [embed_clip(model, item, embedding=embedding, device=dev, image_mean=IMAGE_MEAN, image_std=IMAGE_STD) for item in items]
+    offset = mean_audio(clips)
+    variants = {"plain": None, "audio_centred": offset}
+    drawn = "audio_centred" if centre == "audio" else "plain"
+    scored: dict[str, list] = {name: [] for name in variants}
+    masks = []
+    for clip in clips:
+        maps = {name: clip_maps(clip, off) for name, off in variants.items()}
         keep = scored_frames(clip)
         if len(keep):
-            all_maps.append(clip.maps[keep])
-            all_masks.append(clip.object_mask[keep])
+            masks.append(clip.object_mask[keep])
+            for name in variants:
+                scored[name].append(maps[name][keep])
         if score_only:
             continue
-        stem = safe_file_stem(item.get("clip_id", "clip"))
-        pictures = clip_pictures(clip, alpha=alpha, cmap=cmap, scale=scale)
+        stem = safe_file_stem(clip.clip_id or "clip")
+        pictures = clip_pictures(clip, maps[drawn], alpha=alpha, cmap=cmap, scale=scale)
         for frame, picture in zip(clip.frame_index, pictures):
             write_bytes_atomic(join(out_dir, stem, f"frame_{frame:02d}.png"), png_bytes(picture))
         if animation != "none":
             suffix = "gif" if animation == "gif" else "png"
             write_bytes_atomic(join(out_dir, f"{stem}.{suffix}"), animation_bytes(pictures, animation, frame_ms=frame_ms))
-        click.echo(f"wrote {len(pictures)} frame(s) of {item.get('clip_id')} to {join(out_dir, stem)}")
-    summary: dict[str, Any] = {"checkpoint": checkpoint, "embedding": chosen, "clips": len(items), "threshold": threshold}
-    if all_maps:
-        maps, masks = torch.cat(all_maps), torch.cat(all_masks)
-        model_scores = score_maps(maps, masks, threshold)
-        prior_scores = score_maps(centre_prior(maps.shape[0], *maps.shape[-2:]), masks, threshold)
-        summary.update({"model": model_scores.as_dict(), "centre_prior": prior_scores.as_dict()})
-        click.echo(
-            f"{model_scores.frames} frames with the object in view: pointing game {model_scores.pointing:.3f} "
-            f"(centre prior {prior_scores.pointing:.3f}), IoU@{threshold:g} {model_scores.iou:.3f} "
-            f"(centre prior {prior_scores.iou:.3f})"
-        )
+        click.echo(f"wrote {len(pictures)} frame(s) of {clip.clip_id} to {join(out_dir, stem)}")
+    summary: dict[str, Any] = {
+        "checkpoint": checkpoint, "embedding": clips[0].embedding, "clips": len(clips), "threshold": threshold, "drawn": drawn,
+    }
+    if masks:
+        gt = torch.cat(masks)
+        prior = score_maps(centre_prior(gt.shape[0], *gt.shape[-2:]), gt, threshold)
+        summary["centre_prior"] = prior.as_dict()
+        for name in variants:
+            result = score_maps(torch.cat(scored[name]), gt, threshold)
+            summary[name] = result.as_dict()
+            click.echo(
+                f"{name:>13}: pointing game {result.pointing:.3f}, IoU@{threshold:g} {result.iou:.3f} "
+                f"over {result.frames} frames with the object in view"
+            )
+        click.echo(f" centre prior: pointing game {prior.pointing:.3f}, IoU@{threshold:g} {prior.iou:.3f}")
     else:
         click.echo("no ground truth (object_mask) in this dataset: pictures only, no scores", err=True)
     write_bytes_atomic(join(out_dir, "scores.json"), json.dumps(summary, indent=2).encode("utf-8"))

@@ -3,7 +3,8 @@
 A clip item holds one frame (``audio [T,128]``, ``image [3,H,W]``) or K frames with their audio
 (``audio [K,L,128]``, ``image [K,3,H,W]``: Sync retrieval mode). Each frame is embedded unmasked
 (:meth:`model.embed`), and the frame's audio embedding is compared with every visual patch token
-(:func:`cavkit.pictures.heatmap.similarity_maps`).
+(:func:`cavkit.pictures.heatmap.similarity_maps`), by default after subtracting the mean audio
+embedding of the clips drawn (:func:`mean_audio` says why).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 
 from cavkit.errors import UsageError
 from cavkit.pictures.heatmap import frame_to_uint8, normalize_maps, overlay, similarity_maps, upsample_maps
@@ -21,21 +23,28 @@ AudioEmbedding = Literal["auto", "global", "pooled"]
 
 
 @dataclass
-class ClipMaps:
-    """One clip's localization.
+class ClipEmbedding:
+    """One clip's frames, embedded.
 
-    :ivar maps: ``[K,H,W]`` cosine similarity upsampled to the frame (raw, in [-1, 1]).
-    :ivar frames: ``[K,H,W,3]`` uint8 RGB frames.
-    :ivar frame_index: ``[K]`` frame numbers within the clip.
+    :ivar audio: ``[K,D]`` audio embedding per frame (global token or pooled patches).
+    :ivar visual_patches: ``[K,Lv,D]`` visual patch tokens; :ivar grid: their (rows, columns).
+    :ivar frames: K uint8 RGB frames ``[H,W,3]``; :ivar frame_index: their numbers within the clip.
     :ivar object_mask: ``[K,H,W]`` bool ground truth when the dataset has it, else ``None``.
     :ivar embedding: which audio embedding was used (``global`` or ``pooled``).
     """
 
-    maps: torch.Tensor
-    frames: Any
+    clip_id: str
+    audio: torch.Tensor
+    visual_patches: torch.Tensor
+    grid: tuple[int, int]
+    frames: list[Any]
     frame_index: list[int]
     object_mask: torch.Tensor | None
     embedding: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.frames[0].shape[0], self.frames[0].shape[1]
 
 
 def _frames_of(item: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor | None]:
@@ -65,26 +74,52 @@ def pick_audio(emb: Any, embedding: AudioEmbedding) -> tuple[torch.Tensor, str]:
 
 
 @torch.no_grad()
-def localize_clip(model: Any, item: dict[str, Any], *, embedding: AudioEmbedding = "auto", device: Any = "cpu",
-                  image_mean: tuple[float, ...], image_std: tuple[float, ...]) -> ClipMaps:
-    """Embed every frame of ``item`` and compute its upsampled similarity map."""
+def embed_clip(model: Any, item: dict[str, Any], *, embedding: AudioEmbedding = "auto", device: Any = "cpu",
+               image_mean: tuple[float, ...], image_std: tuple[float, ...]) -> ClipEmbedding:
+    """Embed every frame of ``item`` (unmasked) with its own audio."""
     audio, image, frames, mask = _frames_of(item)
     emb = model.embed(audio.to(device), image.to(device))
     if emb.visual_patches is None:
         raise UsageError("this model gives no visual patch tokens; localization needs them")
     vector, chosen = pick_audio(emb, embedding)
     h, w = image.shape[-2:]
-    grid = image_grid(emb.visual_patches.shape[1], h, w)
-    maps = upsample_maps(similarity_maps(vector, emb.visual_patches, grid), (h, w)).cpu()
-    pictures = [frame_to_uint8(image[k], image_mean, image_std) for k in range(image.shape[0])]
-    return ClipMaps(maps=maps, frames=pictures, frame_index=frames, object_mask=mask, embedding=chosen)
+    return ClipEmbedding(
+        clip_id=str(item.get("clip_id", "")),
+        audio=vector.float().cpu(),
+        visual_patches=emb.visual_patches.float().cpu(),
+        grid=image_grid(emb.visual_patches.shape[1], h, w),
+        frames=[frame_to_uint8(image[k], image_mean, image_std) for k in range(image.shape[0])],
+        frame_index=frames,
+        object_mask=mask,
+        embedding=chosen,
+    )
 
 
-def clip_pictures(clip: ClipMaps, *, alpha: float = 0.5, cmap: str = "jet", scale: int = 1) -> list[Any]:
+def mean_audio(clips: list[ClipEmbedding]) -> torch.Tensor:
+    """The mean L2-normalised audio embedding ``[D]`` over every frame of ``clips``.
+
+    Why subtract it: the published visual→audio InfoNCE scores each visual against all audios with
+    a softmax over the audios, which is unchanged when every (normalised) audio embedding moves by
+    one shared vector. That shared part is never trained to mean anything, yet it dominates the plain
+    cosine map; removing it leaves the part of the audio embedding that tells clips apart.
+    """
+    return torch.cat([F.normalize(c.audio, dim=-1) for c in clips]).mean(dim=0)
+
+
+def clip_maps(clip: ClipEmbedding, audio_offset: torch.Tensor | None = None) -> torch.Tensor:
+    """``[K,H,W]`` maps: cosine of each visual patch token with the normalised audio embedding minus
+    ``audio_offset`` (see :func:`mean_audio`; ``None``: the plain cosine similarity), upsampled bilinearly."""
+    audio = F.normalize(clip.audio, dim=-1)
+    if audio_offset is not None:
+        audio = audio - audio_offset
+    return upsample_maps(similarity_maps(audio, clip.visual_patches, clip.grid), clip.size)
+
+
+def clip_pictures(clip: ClipEmbedding, maps: torch.Tensor, *, alpha: float = 0.5, cmap: str = "jet", scale: int = 1) -> list[Any]:
     """One PIL overlay per frame (each map min-max scaled on its own), enlarged ``scale`` times (nearest)."""
     from PIL import Image
 
-    heat = normalize_maps(clip.maps).numpy()
+    heat = normalize_maps(maps).numpy()
     out = []
     for k, frame in enumerate(clip.frames):
         picture = overlay(frame, heat[k], alpha=alpha, cmap=cmap)
@@ -94,7 +129,7 @@ def clip_pictures(clip: ClipMaps, *, alpha: float = 0.5, cmap: str = "jet", scal
     return out
 
 
-def scored_frames(clip: ClipMaps) -> torch.Tensor:
+def scored_frames(clip: ClipEmbedding) -> torch.Tensor:
     """Indices of the frames that can be scored: the sounding object is in view (non-empty mask)."""
     if clip.object_mask is None:
         return torch.zeros(0, dtype=torch.long)
