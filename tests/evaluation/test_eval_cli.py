@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from cavkit import hookimpl
 from cavkit.evaluation.features import Features
 from cavkit.testing import check_component, run_cli
 
@@ -81,3 +82,38 @@ def test_knn_from_saved_features(features_file):
     # labels are unrelated to the embeddings and a clip may not vote for itself: near chance (25 %)
     accuracy = float(result.stdout.splitlines()[-1].split()[4])
     assert accuracy < 60
+
+
+class _FirstFramePlugin:
+    """A throw-away third-party plugin: a strategy comparing only the first frames."""
+
+    @staticmethod
+    def build(config, **context):
+        def first_frame(query, gallery):
+            return query[:, 0] @ gallery[:, 0].T
+
+        return first_frame
+
+    @hookimpl
+    def cavkit_register_components(self, registry):
+        import attrs
+
+        registry.add("retrieval_strategy", "first_frame", _FirstFramePlugin.build, attrs.make_class("FirstFrameConfig", [], frozen=True))
+
+
+def test_a_third_party_strategy_plugs_in_through_the_registry(features_file, tmp_path):
+    from cavkit.testing import plugin_host
+
+    out = tmp_path / "r.json"
+    result = run_cli(
+        ["eval", "retrieval", "--features", str(features_file), "--strategy", "first_frame,diagonal_mean", "--json", str(out)],
+        host=plugin_host(_FirstFramePlugin()),
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(out.read_text())["results"]
+    # not declared symmetric: the visual->audio matrix was computed by calling it with the sides swapped
+    f = Features.load(str(features_file))
+    s = f.visual[:, 0] @ f.audio[:, 0].T
+    expected_r1 = float((s.argmax(dim=1) == torch.arange(40)).float().mean())
+    assert data["first_frame"]["video"]["R1"] == pytest.approx(expected_r1)
+    assert data["first_frame"] != data["diagonal_mean"]
