@@ -12,18 +12,37 @@ import click
 
 from cavkit.errors import UsageError
 
-_DEVICE = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: cuda when present)")
+_DEVICE = click.option(
+    "--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: cuda when present)"
+)
 _PRECISION = click.option(
-    "--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    default="fp32",
+    show_default=True,
     help="autocast precision of the forward passes (upstream retrieval runs fp16 on GPU)",
 )
-_BATCH = click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="clips per forward pass")
-_WORKERS = click.option("--num-workers", default=0, show_default=True, type=click.IntRange(0), help="DataLoader workers")
+_BATCH = click.option(
+    "--batch-size", default=16, show_default=True, type=click.IntRange(1), help="clips per forward pass"
+)
+_WORKERS = click.option(
+    "--num-workers", default=0, show_default=True, type=click.IntRange(0), help="DataLoader workers"
+)
 _CHECKPOINT = click.option("--checkpoint", help="model checkpoint (cavkit run/checkpoint or an official .pth)")
 _DATAFILE = click.option("--datafile", help="datafile JSON of the evaluation clips (instead of the recipe's data.eval)")
-_DATASET_TYPE = click.option("--dataset-type", help="dataset component for --datafile (default: cav_mae_sync for Sync models, else cav_mae)")
-_DATA_PARAMS = click.option("--data", "data_params", multiple=True, metavar="KEY=VALUE", help="extra dataset parameter (repeatable), e.g. --data label_csv=labels.csv")
-_SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a recipe value (repeatable)")
+_DATASET_TYPE = click.option(
+    "--dataset-type", help="dataset component for --datafile (default: cav_mae_sync for Sync models, else cav_mae)"
+)
+_DATA_PARAMS = click.option(
+    "--data",
+    "data_params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="extra dataset parameter (repeatable), e.g. --data label_csv=labels.csv",
+)
+_SET = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a recipe value (repeatable)"
+)
 
 
 @click.group("eval")
@@ -87,7 +106,9 @@ def _load_recipe(recipe: str | None, overrides: tuple[str, ...]):
 def load_eval_model(checkpoint: str | None, recipe, device):
     """The model to evaluate: a checkpoint (via :func:`cavkit.api.load_model`) or, without one, an error."""
     if checkpoint is None:
-        raise UsageError("give --checkpoint (a cavkit checkpoint or an official .pth), or --features to reuse embeddings")
+        raise UsageError(
+            "give --checkpoint (a cavkit checkpoint or an official .pth), or --features to reuse embeddings"
+        )
     try:
         from cavkit.api import load_model
     except ImportError as exc:  # pragma: no cover - the API module ships with cavkit
@@ -116,8 +137,14 @@ def recipe_data(recipe, role: str) -> dict[str, Any] | None:
 
 
 def build_eval_dataset(
-    *, node_data: dict[str, Any] | None, datafile: str | None, dataset_type: str | None, data_params: dict[str, Any],
-    mode: str, sync: bool, role: str = "eval",
+    *,
+    node_data: dict[str, Any] | None,
+    datafile: str | None,
+    dataset_type: str | None,
+    data_params: dict[str, Any],
+    mode: str,
+    sync: bool,
+    role: str = "eval",
 ):
     """A dataset for evaluation: ``--datafile`` (+ ``--dataset-type``, ``--data``) or a recipe node.
 
@@ -153,8 +180,9 @@ def build_eval_dataset(
             if not problems:
                 data["mode"] = candidate
                 break
-    node, problems = structure_node("dataset", data, registry=host.registry, path=f"data.{role}",
-                                    failed_plugins=host.failed_names())
+    node, problems = structure_node(
+        "dataset", data, registry=host.registry, path=f"data.{role}", failed_plugins=host.failed_names()
+    )
     if problems:
         raise RecipeError(f"{role} dataset", problems)
     return node.build()
@@ -176,7 +204,11 @@ def _strategy_names(names: tuple[str, ...], recipe) -> list[str]:
     host = _host()
     if not names:
         if recipe is not None and recipe.retrieval is not None:
-            return [recipe.retrieval.spec.qualified_id if recipe.retrieval.spec.plugin != "cavkit" else recipe.retrieval.type]
+            return [
+                recipe.retrieval.spec.qualified_id
+                if recipe.retrieval.spec.plugin != "cavkit"
+                else recipe.retrieval.type
+            ]
         return ["diagonal_mean"]
     out: list[str] = []
     for item in names:
@@ -201,7 +233,9 @@ def build_strategy(name: str, recipe=None, params: dict[str, Any] | None = None)
         if own["type"] == name:
             data = own
     data.update(params or {})
-    node, problems = structure_node("retrieval_strategy", data, registry=host.registry, path="retrieval", failed_plugins=host.failed_names())
+    node, problems = structure_node(
+        "retrieval_strategy", data, registry=host.registry, path="retrieval", failed_plugins=host.failed_names()
+    )
     if problems:
         raise RecipeError("--strategy", problems)
     return node.build()
@@ -216,25 +250,69 @@ def build_strategy(name: str, recipe=None, params: dict[str, Any] | None = None)
 @_DATA_PARAMS
 @click.option("--features", "features_uri", help="reuse embeddings written by --save-features (no model, no data)")
 @click.option("--save-features", help="write the extracted embeddings (safetensors) for later runs")
-@click.option("--strategy", "strategies", multiple=True, help="retrieval strategy (repeatable or comma list; 'all'); default: the recipe's, else diagonal_mean")
-@click.option("--directions", default="both", show_default=True, help="audio (audio->visual), video (visual->audio) or both")
+@click.option(
+    "--strategy",
+    "strategies",
+    multiple=True,
+    help="retrieval strategy (repeatable or comma list; 'all'); default: the recipe's, else diagonal_mean",
+)
+@click.option(
+    "--directions", default="both", show_default=True, help="audio (audio->visual), video (visual->audio) or both"
+)
 @click.option("--samples", type=click.IntRange(1), help="use only the first N clips (upstream --nums_samples)")
-@click.option("--tie-mode", type=click.Choice(["strict", "upstream"]), default="strict", show_default=True,
-              help="strict: a tie counts against the query; upstream: the published compute_metrics")
-@click.option("--embedding", type=click.Choice(["auto", "global", "pooled"]), default="auto", show_default=True,
-              help="global tokens (Sync), mean-pooled patches (CAV-MAE), or auto")
-@click.option("--index", "use_index", is_flag=True, help="rank with a FAISS index (pip install faiss-cpu) instead of exact matrices")
+@click.option(
+    "--tie-mode",
+    type=click.Choice(["strict", "upstream"]),
+    default="strict",
+    show_default=True,
+    help="strict: a tie counts against the query; upstream: the published compute_metrics",
+)
+@click.option(
+    "--embedding",
+    type=click.Choice(["auto", "global", "pooled"]),
+    default="auto",
+    show_default=True,
+    help="global tokens (Sync), mean-pooled patches (CAV-MAE), or auto",
+)
+@click.option(
+    "--index",
+    "use_index",
+    is_flag=True,
+    help="rank with a FAISS index (pip install faiss-cpu) instead of exact matrices",
+)
 @click.option("--json", "json_uri", help="write the metrics as JSON here")
 @click.option("--gallery", help="write the top matches of the first queries as .html or .png")
-@click.option("--gallery-queries", default=8, show_default=True, type=click.IntRange(1), help="queries shown in the gallery")
+@click.option(
+    "--gallery-queries", default=8, show_default=True, type=click.IntRange(1), help="queries shown in the gallery"
+)
 @_BATCH
 @_WORKERS
 @_DEVICE
 @_PRECISION
 @_SET
-def retrieval_command(recipe, checkpoint, datafile, dataset_type, data_params, features_uri, save_features, strategies,
-                      directions, samples, tie_mode, embedding, use_index, json_uri, gallery, gallery_queries, batch_size,
-                      num_workers, device, precision, overrides) -> None:
+def retrieval_command(
+    recipe,
+    checkpoint,
+    datafile,
+    dataset_type,
+    data_params,
+    features_uri,
+    save_features,
+    strategies,
+    directions,
+    samples,
+    tie_mode,
+    embedding,
+    use_index,
+    json_uri,
+    gallery,
+    gallery_queries,
+    batch_size,
+    num_workers,
+    device,
+    precision,
+    overrides,
+) -> None:
     """Zero-shot audio<->visual retrieval: R@1/5/10, median and mean rank (spec §8).
 
     Features are extracted once and serve every strategy and both directions.
@@ -252,15 +330,31 @@ def retrieval_command(recipe, checkpoint, datafile, dataset_type, data_params, f
     if features_uri:
         features = Features.load(features_uri)
         if samples:
-            features = Features(features.audio[:samples], features.visual[:samples],
-                                None if features.labels is None else features.labels[:samples],
-                                features.clip_ids[:samples], features.embedding)
+            features = Features(
+                features.audio[:samples],
+                features.visual[:samples],
+                None if features.labels is None else features.labels[:samples],
+                features.clip_ids[:samples],
+                features.embedding,
+            )
     else:
         model = load_eval_model(checkpoint, parsed, dev)
-        dataset = build_eval_dataset(node_data=recipe_data(parsed, "eval"), datafile=datafile, dataset_type=dataset_type,
-                                     data_params=_key_values(data_params, "--data"), mode="retrieval", sync=_is_sync(model))
-        features = extract_features(model, _loader(dataset, batch_size, num_workers), embedding=embedding, device=dev,
-                                    autocast_dtype=_autocast_dtype(precision), limit=samples)
+        dataset = build_eval_dataset(
+            node_data=recipe_data(parsed, "eval"),
+            datafile=datafile,
+            dataset_type=dataset_type,
+            data_params=_key_values(data_params, "--data"),
+            mode="retrieval",
+            sync=_is_sync(model),
+        )
+        features = extract_features(
+            model,
+            _loader(dataset, batch_size, num_workers),
+            embedding=embedding,
+            device=dev,
+            autocast_dtype=_autocast_dtype(precision),
+            limit=samples,
+        )
     extracted = time.perf_counter()
     if save_features:
         features.save(save_features)
@@ -269,26 +363,44 @@ def retrieval_command(recipe, checkpoint, datafile, dataset_type, data_params, f
     if use_index:
         from cavkit.evaluation.index import evaluate_retrieval_index
 
-        results = {name: evaluate_retrieval_index(features.audio, features.visual, strategy, directions=directions_t,
-                                                  top_k=max(top_k, 10)) for name, strategy in built.items()}
+        results = {
+            name: evaluate_retrieval_index(
+                features.audio, features.visual, strategy, directions=directions_t, top_k=max(top_k, 10)
+            )
+            for name, strategy in built.items()
+        }
     else:
-        results = evaluate_many(features.audio, features.visual, built, directions=directions_t, tie_mode=tie_mode,
-                                top_k=top_k, device=dev)
+        results = evaluate_many(
+            features.audio, features.visual, built, directions=directions_t, tie_mode=tie_mode, top_k=top_k, device=dev
+        )
     finished = time.perf_counter()
     n, k, d = features.audio.shape
     click.echo(f"{n} clips x {k} frames x {d} dims ({features.embedding} embeddings), tie mode {tie_mode}")
     click.echo(results_table(results))
     click.echo(f"features {extracted - started:.1f} s, retrieval {finished - extracted:.2f} s")
     if json_uri:
-        _write_json(json_uri, results_json(results, clips=n, frames=k, dim=d, tie_mode="index" if use_index else tie_mode,
-                                           embedding=features.embedding, checkpoint=checkpoint, features=features_uri))
+        _write_json(
+            json_uri,
+            results_json(
+                results,
+                clips=n,
+                frames=k,
+                dim=d,
+                tie_mode="index" if use_index else tie_mode,
+                embedding=features.embedding,
+                checkpoint=checkpoint,
+                features=features_uri,
+            ),
+        )
         click.echo(f"wrote {json_uri}")
     if gallery:
         from cavkit.evaluation.gallery import write_gallery
 
         first = next(iter(results))
         fetch = (lambda i: dataset[i]) if dataset is not None else None
-        write_gallery(gallery, results[first], features.clip_ids, queries=gallery_queries, fetch=fetch, title=f"({first})")
+        write_gallery(
+            gallery, results[first], features.clip_ids, queries=gallery_queries, fetch=fetch, title=f"({first})"
+        )
         click.echo(f"wrote {gallery}")
 
 
@@ -299,16 +411,43 @@ def retrieval_command(recipe, checkpoint, datafile, dataset_type, data_params, f
 @_DATAFILE
 @_DATASET_TYPE
 @_DATA_PARAMS
-@click.option("--mode", "modes", multiple=True, help="classifier modality mode(s): multimodal, audioonly, videoonly, missingaudioonly, missingvideoonly (default: the model's)")
-@click.option("--frames", help="multi-frame evaluation: frame indices to average, e.g. 0-9 or 2,5 (spec §7.1); default: the dataset's eval frame")
-@click.option("--activation", type=click.Choice(["auto", "sigmoid", "softmax"]), default="auto", show_default=True,
-              help="sigmoid (multi-label, mAP) or softmax (single-label, accuracy); auto: from the labels")
-@click.option("--knn", "knn_k", type=click.IntRange(1), help="kNN on frozen embeddings with K neighbours instead of the classifier head")
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    help="classifier modality mode(s): multimodal, audioonly, videoonly, missingaudioonly, missingvideoonly "
+    "(default: the model's)",
+)
+@click.option(
+    "--frames",
+    help="multi-frame evaluation: frame indices to average, e.g. 0-9 or 2,5 (spec §7.1); "
+    "default: the dataset's eval frame",
+)
+@click.option(
+    "--activation",
+    type=click.Choice(["auto", "sigmoid", "softmax"]),
+    default="auto",
+    show_default=True,
+    help="sigmoid (multi-label, mAP) or softmax (single-label, accuracy); auto: from the labels",
+)
+@click.option(
+    "--knn",
+    "knn_k",
+    type=click.IntRange(1),
+    help="kNN on frozen embeddings with K neighbours instead of the classifier head",
+)
 @click.option("--train-datafile", help="kNN: the clips that vote (default: the recipe's data.train)")
-@click.option("--train-features", help="kNN: reuse embeddings of the voting clips (from cavkit eval retrieval --save-features)")
+@click.option(
+    "--train-features", help="kNN: reuse embeddings of the voting clips (from cavkit eval retrieval --save-features)"
+)
 @click.option("--features", "features_uri", help="kNN: reuse embeddings of the evaluation clips")
-@click.option("--embedding-modality", type=click.Choice(["audio", "visual", "both"]), default="both", show_default=True,
-              help="kNN: which embeddings vote (both: concatenation of the two)")
+@click.option(
+    "--embedding-modality",
+    type=click.Choice(["audio", "visual", "both"]),
+    default="both",
+    show_default=True,
+    help="kNN: which embeddings vote (both: concatenation of the two)",
+)
 @click.option("--embedding", type=click.Choice(["auto", "global", "pooled"]), default="auto", show_default=True)
 @click.option("--samples", type=click.IntRange(1), help="use only the first N evaluation clips")
 @click.option("--json", "json_uri", help="write the metrics as JSON here")
@@ -317,21 +456,70 @@ def retrieval_command(recipe, checkpoint, datafile, dataset_type, data_params, f
 @_DEVICE
 @_PRECISION
 @_SET
-def classify_command(recipe, checkpoint, datafile, dataset_type, data_params, modes, frames, activation, knn_k,
-                     train_datafile, train_features, features_uri, embedding_modality, embedding, samples, json_uri,
-                     batch_size, num_workers, device, precision, overrides) -> None:
+def classify_command(
+    recipe,
+    checkpoint,
+    datafile,
+    dataset_type,
+    data_params,
+    modes,
+    frames,
+    activation,
+    knn_k,
+    train_datafile,
+    train_features,
+    features_uri,
+    embedding_modality,
+    embedding,
+    samples,
+    json_uri,
+    batch_size,
+    num_workers,
+    device,
+    precision,
+    overrides,
+) -> None:
     """Classification: mAP (multi-label), accuracy (single-label), AUC and d-prime (spec §7.1)."""
     parsed = _load_recipe(recipe, overrides)
     dev = _device(device)
     params = _key_values(data_params, "--data")
     report: dict[str, Any] = {"checkpoint": checkpoint}
     if knn_k:
-        report["knn"] = _knn(parsed, checkpoint, datafile, dataset_type, params, train_datafile, train_features,
-                             features_uri, embedding_modality, embedding, samples, knn_k, batch_size, num_workers, dev, precision)
+        report["knn"] = _knn(
+            parsed,
+            checkpoint,
+            datafile,
+            dataset_type,
+            params,
+            train_datafile,
+            train_features,
+            features_uri,
+            embedding_modality,
+            embedding,
+            samples,
+            knn_k,
+            batch_size,
+            num_workers,
+            dev,
+            precision,
+        )
         rows = {f"knn k={knn_k} ({embedding_modality})": report["knn"]}
     else:
-        report["modes"] = _classify_heads(parsed, checkpoint, datafile, dataset_type, params, modes, frames, activation,
-                                          samples, batch_size, num_workers, dev, precision)
+        report["modes"] = _classify_heads(
+            parsed,
+            checkpoint,
+            datafile,
+            dataset_type,
+            params,
+            modes,
+            frames,
+            activation,
+            samples,
+            batch_size,
+            num_workers,
+            dev,
+            precision,
+        )
         rows = report["modes"]
     click.echo(classification_table(rows))
     if json_uri:
@@ -343,7 +531,10 @@ def classification_table(rows: dict[str, dict[str, float]]) -> str:
     header = f"{'':<28}{'mAP':>8}{'acc':>8}{'mAUC':>8}{'d-prime':>9}{'N':>7}"
     lines = [header, "-" * len(header)]
     for name, m in rows.items():
-        lines.append(f"{name:<28}{100 * m['mAP']:>8.2f}{100 * m['accuracy']:>8.2f}{100 * m['mAUC']:>8.2f}{m['d_prime']:>9.3f}{m['samples']:>7d}")
+        lines.append(
+            f"{name:<28}{100 * m['mAP']:>8.2f}{100 * m['accuracy']:>8.2f}{100 * m['mAUC']:>8.2f}"
+            f"{m['d_prime']:>9.3f}{m['samples']:>7d}"
+        )
     return "\n".join(lines)
 
 
@@ -360,8 +551,21 @@ def _frame_list(frames: str | None) -> list[int | None]:
     return out
 
 
-def _classify_heads(recipe, checkpoint, datafile, dataset_type, params, modes, frames, activation, samples,
-                    batch_size, num_workers, device, precision) -> dict[str, dict[str, float]]:
+def _classify_heads(
+    recipe,
+    checkpoint,
+    datafile,
+    dataset_type,
+    params,
+    modes,
+    frames,
+    activation,
+    samples,
+    batch_size,
+    num_workers,
+    device,
+    precision,
+) -> dict[str, dict[str, float]]:
     import torch
 
     from cavkit.evaluation.classification import average_over_frames, classification_metrics
@@ -378,8 +582,14 @@ def _classify_heads(recipe, checkpoint, datafile, dataset_type, params, modes, f
             extra = dict(params)
             if frame is not None:
                 extra["eval_frame"] = frame
-            dataset = build_eval_dataset(node_data=recipe_data(recipe, "eval"), datafile=datafile, dataset_type=dataset_type,
-                                         data_params=extra, mode="eval", sync=_is_sync(model))
+            dataset = build_eval_dataset(
+                node_data=recipe_data(recipe, "eval"),
+                datafile=datafile,
+                dataset_type=dataset_type,
+                data_params=extra,
+                mode="eval",
+                sync=_is_sync(model),
+            )
             logits, labels = [], []
             seen = 0
             with torch.inference_mode():
@@ -388,10 +598,14 @@ def _classify_heads(recipe, checkpoint, datafile, dataset_type, params, modes, f
                         break
                     take = batch["audio"].shape[0] if not samples else min(batch["audio"].shape[0], samples - seen)
                     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                        out = model.head(model.features(batch["audio"][:take].to(device), batch["image"][:take].to(device), mode))
+                        out = model.head(
+                            model.features(batch["audio"][:take].to(device), batch["image"][:take].to(device), mode)
+                        )
                     logits.append(out.float().cpu())
                     if "label" not in batch:
-                        raise UsageError("the evaluation dataset has no labels; give it a label_csv (--data label_csv=...)")
+                        raise UsageError(
+                            "the evaluation dataset has no labels; give it a label_csv (--data label_csv=...)"
+                        )
                     labels.append(batch["label"][:take].float())
                     seen += take
             per_frame.append(torch.cat(logits))
@@ -409,8 +623,24 @@ def _classify_heads(recipe, checkpoint, datafile, dataset_type, params, modes, f
     return results
 
 
-def _knn(recipe, checkpoint, datafile, dataset_type, params, train_datafile, train_features, features_uri,
-         modality, embedding, samples, k, batch_size, num_workers, device, precision) -> dict[str, float]:
+def _knn(
+    recipe,
+    checkpoint,
+    datafile,
+    dataset_type,
+    params,
+    train_datafile,
+    train_features,
+    features_uri,
+    modality,
+    embedding,
+    samples,
+    k,
+    batch_size,
+    num_workers,
+    device,
+    precision,
+) -> dict[str, float]:
     import torch
 
     from cavkit.evaluation.classification import classification_metrics
@@ -426,10 +656,23 @@ def _knn(recipe, checkpoint, datafile, dataset_type, params, train_datafile, tra
             return Features.load(uri)
         if model is None:
             model = load_eval_model(checkpoint, recipe, device)
-        dataset = build_eval_dataset(node_data=recipe_data(recipe, role), datafile=data_uri, dataset_type=dataset_type,
-                                     data_params=params, mode="eval", sync=_is_sync(model), role=role)
-        return extract_features(model, _loader(dataset, batch_size, num_workers), embedding=embedding, device=device,
-                                autocast_dtype=_autocast_dtype(precision), limit=limit)
+        dataset = build_eval_dataset(
+            node_data=recipe_data(recipe, role),
+            datafile=data_uri,
+            dataset_type=dataset_type,
+            data_params=params,
+            mode="eval",
+            sync=_is_sync(model),
+            role=role,
+        )
+        return extract_features(
+            model,
+            _loader(dataset, batch_size, num_workers),
+            embedding=embedding,
+            device=device,
+            autocast_dtype=_autocast_dtype(precision),
+            limit=limit,
+        )
 
     train = features_of(train_features, train_datafile, "train", None)
     query = features_of(features_uri, datafile, "eval", samples)

@@ -59,7 +59,7 @@ class Features:
         atomic_write_bytes(uri, save(tensors, metadata=meta))
 
     @classmethod
-    def load(cls, uri: str) -> "Features":
+    def load(cls, uri: str) -> Features:
         import fsspec
         from safetensors.torch import load
 

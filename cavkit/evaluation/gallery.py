@@ -52,7 +52,9 @@ def modality_tile(item: dict[str, Any] | None, modality: str) -> Image.Image:
 
 def _framed(tile: Image.Image, good: bool) -> Image.Image:
     out = tile.copy()
-    ImageDraw.Draw(out).rectangle([0, 0, TILE - 1, TILE - 1], outline=(30, 170, 60) if good else (160, 160, 160), width=4 if good else 1)
+    ImageDraw.Draw(out).rectangle(
+        [0, 0, TILE - 1, TILE - 1], outline=(30, 170, 60) if good else (160, 160, 160), width=4 if good else 1
+    )
     return out
 
 
@@ -67,11 +69,19 @@ def _rows(result: DirectionResult, queries: int) -> list[tuple[int, list[tuple[i
         raise UsageError("a gallery needs the top matches: evaluate with top_k > 0")
     n = min(queries, result.top_indices.shape[0])
     return [
-        (q, [(int(j), float(s)) for j, s in zip(result.top_indices[q], result.top_scores[q])]) for q in range(n)
+        (q, [(int(j), float(s)) for j, s in zip(result.top_indices[q], result.top_scores[q], strict=True)])
+        for q in range(n)
     ]
 
 
-def gallery_html(results: dict[str, DirectionResult], clip_ids: list[str], *, queries: int = 8, fetch: Fetch | None = None, title: str = "") -> str:
+def gallery_html(
+    results: dict[str, DirectionResult],
+    clip_ids: list[str],
+    *,
+    queries: int = 8,
+    fetch: Fetch | None = None,
+    title: str = "",
+) -> str:
     """An HTML page with one table per direction."""
     cache: dict[int, dict[str, Any] | None] = {}
 
@@ -92,7 +102,9 @@ def gallery_html(results: dict[str, DirectionResult], clip_ids: list[str], *, qu
         query_side, gallery_side = DIRECTIONS[direction]
         parts.append(f"<h2>{html.escape(DIRECTION_LABELS[direction])}</h2><table>")
         for q, matches in _rows(result, queries):
-            cells = [_cell(item(q), query_side, [f"query {clip_ids[q]}", f"rank {int(result.ranks[q]) + 1}"], False, fetch)]
+            cells = [
+                _cell(item(q), query_side, [f"query {clip_ids[q]}", f"rank {int(result.ranks[q]) + 1}"], False, fetch)
+            ]
             for j, score in matches:
                 cells.append(_cell(item(j), gallery_side, [clip_ids[j], f"{score:.3f}"], j == q, fetch))
             parts.append("<tr>" + "".join(cells) + "</tr>")
@@ -104,14 +116,17 @@ def _cell(item: dict[str, Any] | None, modality: str, caption: list[str], hit: b
     cls = " class='hit'" if hit else ""
     picture = ""
     if fetch is not None:
-        picture = f"<img{cls} width={TILE} height={TILE} src='data:image/png;base64,{_png_b64(modality_tile(item, modality))}'><br>"
+        encoded = _png_b64(modality_tile(item, modality))
+        picture = f"<img{cls} width={TILE} height={TILE} src='data:image/png;base64,{encoded}'><br>"
     text = "<br>".join(html.escape(line) for line in caption)
     if hit:
         text = f"<b>{text}</b>"
     return f"<td>{picture}{text}</td>"
 
 
-def gallery_png(results: dict[str, DirectionResult], clip_ids: list[str], *, queries: int = 8, fetch: Fetch | None = None) -> bytes:
+def gallery_png(
+    results: dict[str, DirectionResult], clip_ids: list[str], *, queries: int = 8, fetch: Fetch | None = None
+) -> bytes:
     """One PNG: for each direction, a row per query (query tile, then its top-k)."""
     rows: list[tuple[str, list[tuple[Image.Image, str]]]] = []
     for direction, result in results.items():
@@ -120,7 +135,9 @@ def gallery_png(results: dict[str, DirectionResult], clip_ids: list[str], *, que
             query_item = fetch(q) if fetch else None
             tiles = [(modality_tile(query_item, query_side), f"{clip_ids[q]}")]
             for j, score in matches:
-                tiles.append((_framed(modality_tile(fetch(j) if fetch else None, gallery_side), j == q), f"{score:.3f}"))
+                tiles.append(
+                    (_framed(modality_tile(fetch(j) if fetch else None, gallery_side), j == q), f"{score:.3f}")
+                )
             rows.append((DIRECTION_LABELS[direction], tiles))
     width = max(len(t) for _, t in rows) * (TILE + 8) + 8
     height = len(rows) * (TILE + 24) + 8
@@ -137,7 +154,15 @@ def gallery_png(results: dict[str, DirectionResult], clip_ids: list[str], *, que
     return buffer.getvalue()
 
 
-def write_gallery(uri: str, results: dict[str, DirectionResult], clip_ids: list[str], *, queries: int = 8, fetch: Fetch | None = None, title: str = "") -> None:
+def write_gallery(
+    uri: str,
+    results: dict[str, DirectionResult],
+    clip_ids: list[str],
+    *,
+    queries: int = 8,
+    fetch: Fetch | None = None,
+    title: str = "",
+) -> None:
     """Write ``uri`` (``.html`` or ``.png``, any fsspec URI) atomically."""
     if uri.endswith(".html") or uri.endswith(".htm"):
         data = gallery_html(results, clip_ids, queries=queries, fetch=fetch, title=title).encode("utf-8")

@@ -86,7 +86,9 @@ def evaluate_retrieval_index(
         index = build_index(strategy.vectors(sides[gallery_side]), factory)
         if nprobe is not None and hasattr(index, "nprobe"):
             index.nprobe = nprobe
-        scores, ids = index.search(np.ascontiguousarray(strategy.vectors(sides[query_side]).cpu().numpy()), min(top_k, n))
+        scores, ids = index.search(
+            np.ascontiguousarray(strategy.vectors(sides[query_side]).cpu().numpy()), min(top_k, n)
+        )
         found = ids == np.arange(n)[:, None]
         # position of the match in the list, or top_k when it is not in the list
         position = np.where(found.any(axis=1), found.argmax(axis=1), top_k)

@@ -30,7 +30,7 @@ def knn_scores(
     query: torch.Tensor,
     train: torch.Tensor,
     train_labels: torch.Tensor,
-    config: KnnConfig = KnnConfig(),
+    config: KnnConfig | None = None,
     *,
     chunk: int = 1024,
     exclude_self: bool = False,
@@ -39,6 +39,7 @@ def knn_scores(
 
     :param exclude_self: leave-one-out (query i is train item i; it does not vote for itself).
     """
+    config = config or KnnConfig()
     query, train = clip_vectors(query), clip_vectors(train)
     if train_labels.dim() != 2 or train_labels.shape[0] != train.shape[0]:
         raise UsageError(

@@ -67,7 +67,8 @@ def normalize_directions(directions: str | Sequence[str]) -> tuple[str, ...]:
 def check_embeddings(audio: torch.Tensor, visual: torch.Tensor) -> None:
     if audio.dim() != 3 or visual.dim() != 3:
         raise UsageError(
-            f"retrieval needs per-frame embeddings [N,K,D]; got audio {tuple(audio.shape)}, visual {tuple(visual.shape)}"
+            f"retrieval needs per-frame embeddings [N,K,D]; "
+            f"got audio {tuple(audio.shape)}, visual {tuple(visual.shape)}"
         )
     if audio.shape[0] != visual.shape[0]:
         raise UsageError(f"audio has {audio.shape[0]} clips but visual has {visual.shape[0]}; they must pair up")
@@ -82,7 +83,9 @@ def row_chunks(n_rows: int, n_cols: int, chunk_mb: float) -> Iterator[tuple[int,
         yield start, min(n_rows, start + step)
 
 
-def similarity_matrix(strategy: Strategy, query: torch.Tensor, gallery: torch.Tensor, *, chunk_mb: float = 256) -> torch.Tensor:
+def similarity_matrix(
+    strategy: Strategy, query: torch.Tensor, gallery: torch.Tensor, *, chunk_mb: float = 256
+) -> torch.Tensor:
     """The full ``[N, M]`` similarity, computed in query chunks of at most ``chunk_mb`` output each."""
     n, m = query.shape[0], gallery.shape[0]
     chunks = list(row_chunks(n, m, chunk_mb))
@@ -224,7 +227,9 @@ def evaluate_many(
             with torch.inference_mode():
                 precomputed[means[0]], precomputed[maxes[0]] = diagonal_mean_and_max(audio, visual, budget)
     return {
-        name: evaluate_retrieval(audio, visual, strategy, matrix_mb=matrix_mb, similarity=precomputed.get(name), **options)
+        name: evaluate_retrieval(
+            audio, visual, strategy, matrix_mb=matrix_mb, similarity=precomputed.get(name), **options
+        )
         for name, strategy in strategies.items()
     }
 

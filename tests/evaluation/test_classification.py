@@ -66,7 +66,9 @@ def test_against_scikit_learn():
         targets = (torch.rand(120, 6) < 0.3).float()
         for c in range(6):
             y, s = targets[:, c].numpy(), scores[:, c].numpy()
-            assert average_precision(scores, targets)[c].item() == pytest.approx(sk.average_precision_score(y, s), abs=1e-12)
+            assert average_precision(scores, targets)[c].item() == pytest.approx(
+                sk.average_precision_score(y, s), abs=1e-12
+            )
             assert roc_auc(scores, targets)[c].item() == pytest.approx(sk.roc_auc_score(y, s), abs=1e-12)
 
 
@@ -75,7 +77,9 @@ def test_multi_frame_average_applies_the_activation_first():
     probs = average_over_frames(logits, "softmax")
     torch.testing.assert_close(probs, torch.tensor([[0.5, 0.5]]))
     sig = average_over_frames(logits, "sigmoid")
-    torch.testing.assert_close(sig, torch.sigmoid(torch.tensor([[0.0, 2.0]])).add(torch.sigmoid(torch.tensor([[2.0, 0.0]]))) / 2)
+    torch.testing.assert_close(
+        sig, torch.sigmoid(torch.tensor([[0.0, 2.0]])).add(torch.sigmoid(torch.tensor([[2.0, 0.0]]))) / 2
+    )
     with pytest.raises(UsageError):
         average_over_frames([], "sigmoid")
 

@@ -41,9 +41,14 @@ def _save_tiny(tmp_path, model_data: dict, name: str) -> str:
 def sync_checkpoint(tmp_path_factory):
     return _save_tiny(
         tmp_path_factory.mktemp("sync"),
-        {"type": "cav_mae_sync", "audio_length": 32, "image_size": 32, "embed_dim": 32,
-         "encoder": {"depth": 1, "num_heads": 2, "num_register_tokens": 2},
-         "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
+        {
+            "type": "cav_mae_sync",
+            "audio_length": 32,
+            "image_size": 32,
+            "embed_dim": 32,
+            "encoder": {"depth": 1, "num_heads": 2, "num_register_tokens": 2},
+            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+        },
         "sync",
     )
 
@@ -52,8 +57,14 @@ def sync_checkpoint(tmp_path_factory):
 def cav_mae_checkpoint(tmp_path_factory):
     return _save_tiny(
         tmp_path_factory.mktemp("cav"),
-        {"type": "cav_mae", "audio_length": 128, "image_size": 32, "embed_dim": 32,
-         "encoder": {"depth": 1, "num_heads": 2}, "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
+        {
+            "type": "cav_mae",
+            "audio_length": 128,
+            "image_size": 32,
+            "embed_dim": 32,
+            "encoder": {"depth": 1, "num_heads": 2},
+            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+        },
         "cav_mae",
     )
 
@@ -62,12 +73,31 @@ def test_sync_checkpoint_retrieval_on_synthetic_clips(sync_checkpoint, tmp_path)
     out = tmp_path / "retrieval.json"
     feats = tmp_path / "features.safetensors"
     gallery = tmp_path / "gallery.png"
-    data = [f"--data={k}={v}" for k, v in {**SYNTH, "layout": "sync", "segment_length": 32, "num_clips": 12, "split": "test"}.items()]
-    result = run_cli([
-        "eval", "retrieval", "--checkpoint", sync_checkpoint, "--dataset-type", "synthetic", *data,
-        "--strategy", "all", "--json", str(out), "--save-features", str(feats), "--gallery", str(gallery),
-        "--batch-size", "5",
-    ])
+    data = [
+        f"--data={k}={v}"
+        for k, v in {**SYNTH, "layout": "sync", "segment_length": 32, "num_clips": 12, "split": "test"}.items()
+    ]
+    result = run_cli(
+        [
+            "eval",
+            "retrieval",
+            "--checkpoint",
+            sync_checkpoint,
+            "--dataset-type",
+            "synthetic",
+            *data,
+            "--strategy",
+            "all",
+            "--json",
+            str(out),
+            "--save-features",
+            str(feats),
+            "--gallery",
+            str(gallery),
+            "--batch-size",
+            "5",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     features = Features.load(str(feats))
     # retrieval mode was chosen: all K = 4 frames per clip, Sync global tokens, unit length
@@ -85,17 +115,38 @@ def test_sync_checkpoint_retrieval_on_synthetic_clips(sync_checkpoint, tmp_path)
 def test_cav_mae_checkpoint_knn_far_above_chance(cav_mae_checkpoint, tmp_path):
     recipe = tmp_path / "knn.yaml"
     common = {"type": "synthetic", "layout": "cav_mae", **SYNTH}
-    recipe.write_text(json.dumps({
-        "cavkit": 1,
-        "model": {"type": "cav_mae", "audio_length": 128, "image_size": 32, "embed_dim": 32,
-                  "encoder": {"depth": 1, "num_heads": 2}, "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
-        "data": {"train": {**common, "num_clips": 64}, "eval": {**common, "num_clips": 32, "split": "test"}},
-    }))
+    recipe.write_text(
+        json.dumps(
+            {
+                "cavkit": 1,
+                "model": {
+                    "type": "cav_mae",
+                    "audio_length": 128,
+                    "image_size": 32,
+                    "embed_dim": 32,
+                    "encoder": {"depth": 1, "num_heads": 2},
+                    "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+                },
+                "data": {"train": {**common, "num_clips": 64}, "eval": {**common, "num_clips": 32, "split": "test"}},
+            }
+        )
+    )
     out = tmp_path / "knn.json"
-    result = run_cli([
-        "eval", "classify", str(recipe), "--checkpoint", cav_mae_checkpoint, "--knn", "20",
-        "--embedding-modality", "audio", "--json", str(out),
-    ])
+    result = run_cli(
+        [
+            "eval",
+            "classify",
+            str(recipe),
+            "--checkpoint",
+            cav_mae_checkpoint,
+            "--knn",
+            "20",
+            "--embedding-modality",
+            "audio",
+            "--json",
+            str(out),
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     knn = json.loads(out.read_text())["knn"]
     chance = 1 / 8
@@ -105,10 +156,17 @@ def test_cav_mae_checkpoint_knn_far_above_chance(cav_mae_checkpoint, tmp_path):
 
 
 def test_classify_without_a_classifier_head_is_a_clear_error(cav_mae_checkpoint):
-    result = run_cli([
-        "eval", "classify", "--checkpoint", cav_mae_checkpoint, "--dataset-type", "synthetic",
-        *[f"--data={k}={v}" for k, v in {**SYNTH, "layout": "cav_mae", "num_clips": 4}.items()],
-    ])
+    result = run_cli(
+        [
+            "eval",
+            "classify",
+            "--checkpoint",
+            cav_mae_checkpoint,
+            "--dataset-type",
+            "synthetic",
+            *[f"--data={k}={v}" for k, v in {**SYNTH, "layout": "cav_mae", "num_clips": 4}.items()],
+        ]
+    )
     assert result.exit_code == 2 and "no classifier" in result.stderr
 
 
@@ -120,8 +178,14 @@ class TinyAudioVisual(torch.nn.Module):
 
         def encoder(channels: int) -> torch.nn.Module:
             return torch.nn.Sequential(
-                torch.nn.Conv2d(channels, 16, 3, 2, 1), torch.nn.GELU(), torch.nn.Conv2d(16, 32, 3, 2, 1), torch.nn.GELU(),
-                torch.nn.Conv2d(32, 64, 3, 2, 1), torch.nn.GELU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                torch.nn.Conv2d(channels, 16, 3, 2, 1),
+                torch.nn.GELU(),
+                torch.nn.Conv2d(16, 32, 3, 2, 1),
+                torch.nn.GELU(),
+                torch.nn.Conv2d(32, 64, 3, 2, 1),
+                torch.nn.GELU(),
+                torch.nn.AdaptiveAvgPool2d(1),
+                torch.nn.Flatten(),
                 torch.nn.Linear(64, dim),
             )
 
@@ -176,8 +240,13 @@ def test_a_briefly_trained_model_retrieves_and_classifies_far_above_chance():
     finally:
         torch.set_num_threads(threads)
     assert features.audio.shape == (64, 8, 32) and features.embedding == "pooled"
-    strategies = {"pooled": Pooled(), "diagonal_mean": DiagonalMean(), "diagonal_max": DiagonalMax(),
-                  "mean": Mean(), "max": Max()}
+    strategies = {
+        "pooled": Pooled(),
+        "diagonal_mean": DiagonalMean(),
+        "diagonal_max": DiagonalMax(),
+        "mean": Mean(),
+        "max": Max(),
+    }
     results = evaluate_many(features.audio, features.visual, strategies)
     n = 64
     # the time-aligned Sync default finds the exact clip (measured: R@1 about 20 %, chance 1.6 %)
@@ -197,16 +266,37 @@ def test_a_briefly_trained_model_retrieves_and_classifies_far_above_chance():
 def test_classifier_checkpoint_per_modality_mode(tmp_path):
     checkpoint = _save_tiny(
         tmp_path,
-        {"type": "classifier", "num_classes": 8, "audio_length": 128, "image_size": 32, "embed_dim": 32,
-         "encoder": {"depth": 1, "num_heads": 2}},
+        {
+            "type": "classifier",
+            "num_classes": 8,
+            "audio_length": 128,
+            "image_size": 32,
+            "embed_dim": 32,
+            "encoder": {"depth": 1, "num_heads": 2},
+        },
         "classifier",
     )
     data = [f"--data={k}={v}" for k, v in {**SYNTH, "layout": "cav_mae", "num_clips": 16, "split": "test"}.items()]
     out = tmp_path / "classify.json"
-    result = run_cli([
-        "eval", "classify", "--checkpoint", checkpoint, "--dataset-type", "synthetic", *data,
-        "--mode", "multimodal", "--mode", "audioonly", "--mode", "videoonly", "--json", str(out),
-    ])
+    result = run_cli(
+        [
+            "eval",
+            "classify",
+            "--checkpoint",
+            checkpoint,
+            "--dataset-type",
+            "synthetic",
+            *data,
+            "--mode",
+            "multimodal",
+            "--mode",
+            "audioonly",
+            "--mode",
+            "videoonly",
+            "--json",
+            str(out),
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     modes = json.loads(out.read_text())["modes"]
     assert set(modes) == {"multimodal", "audioonly", "videoonly"}
@@ -214,7 +304,9 @@ def test_classifier_checkpoint_per_modality_mode(tmp_path):
         assert metrics["samples"] == 16 and 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 < metrics["mAP"] <= 1.0
     # the modes feed the head different features, so their scores differ
     assert modes["audioonly"]["mAUC"] != modes["videoonly"]["mAUC"]
-    frames = run_cli(["eval", "classify", "--checkpoint", checkpoint, "--dataset-type", "synthetic", *data, "--frames", "0-1"])
+    frames = run_cli(
+        ["eval", "classify", "--checkpoint", checkpoint, "--dataset-type", "synthetic", *data, "--frames", "0-1"]
+    )
     assert frames.exit_code == 2 and "eval_frame" in frames.stderr
 
 
@@ -227,12 +319,28 @@ def test_multi_frame_classification_on_real_clips(tmp_path):
         pytest.skip(f"reference clips not found at {data_dir.resolve()}")
     checkpoint = _save_tiny(
         tmp_path,
-        {"type": "classifier", "num_classes": 2, "audio_length": 1024, "image_size": 224, "embed_dim": 32,
-         "encoder": {"depth": 1, "num_heads": 2}},
+        {
+            "type": "classifier",
+            "num_classes": 2,
+            "audio_length": 1024,
+            "image_size": 224,
+            "embed_dim": 32,
+            "encoder": {"depth": 1, "num_heads": 2},
+        },
         "classifier",
     )
-    base = ["eval", "classify", "--checkpoint", checkpoint, "--datafile", str(data_dir / "data.json"),
-            "--data", f"label_csv={data_dir / 'labels.csv'}", "--activation", "sigmoid"]
+    base = [
+        "eval",
+        "classify",
+        "--checkpoint",
+        checkpoint,
+        "--datafile",
+        str(data_dir / "data.json"),
+        "--data",
+        f"label_csv={data_dir / 'labels.csv'}",
+        "--activation",
+        "sigmoid",
+    ]
     reports = {}
     for frames in ("4", "6", "4,6"):
         out = tmp_path / f"f{frames}.json"

@@ -40,10 +40,24 @@ def test_features_round_trip(features_file):
 def test_eval_retrieval_prints_a_table_and_writes_json_and_gallery(features_file, tmp_path):
     out_json = tmp_path / "res" / "retrieval.json"
     gallery = tmp_path / "gallery.html"
-    result = run_cli([
-        "eval", "retrieval", "--features", str(features_file), "--strategy", "diagonal_mean,max",
-        "--strategy", "pooled", "--json", str(out_json), "--gallery", str(gallery), "--samples", "30",
-    ])
+    result = run_cli(
+        [
+            "eval",
+            "retrieval",
+            "--features",
+            str(features_file),
+            "--strategy",
+            "diagonal_mean,max",
+            "--strategy",
+            "pooled",
+            "--json",
+            str(out_json),
+            "--gallery",
+            str(gallery),
+            "--samples",
+            "30",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     assert "audio->visual" in result.stdout and "visual->audio" in result.stdout
     data = json.loads(out_json.read_text())
@@ -59,7 +73,9 @@ def test_eval_retrieval_prints_a_table_and_writes_json_and_gallery(features_file
 
 
 def test_upstream_tie_mode_and_one_direction(features_file):
-    result = run_cli(["eval", "retrieval", "--features", str(features_file), "--directions", "v2a", "--tie-mode", "upstream"])
+    result = run_cli(
+        ["eval", "retrieval", "--features", str(features_file), "--directions", "v2a", "--tie-mode", "upstream"]
+    )
     assert result.exit_code == 0, result.stderr
     assert "visual->audio" in result.stdout and "audio->visual" not in result.stdout
 
@@ -74,9 +90,18 @@ def test_user_errors_are_one_line_and_exit_2(features_file, tmp_path):
 
 
 def test_knn_from_saved_features(features_file):
-    result = run_cli([
-        "eval", "classify", "--knn", "5", "--features", str(features_file), "--train-features", str(features_file),
-    ])
+    result = run_cli(
+        [
+            "eval",
+            "classify",
+            "--knn",
+            "5",
+            "--features",
+            str(features_file),
+            "--train-features",
+            str(features_file),
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     assert "knn k=5" in result.stdout
     # labels are unrelated to the embeddings and a clip may not vote for itself: near chance (25 %)
@@ -98,7 +123,12 @@ class _FirstFramePlugin:
     def cavkit_register_components(self, registry):
         import attrs
 
-        registry.add("retrieval_strategy", "first_frame", _FirstFramePlugin.build, attrs.make_class("FirstFrameConfig", [], frozen=True))
+        registry.add(
+            "retrieval_strategy",
+            "first_frame",
+            _FirstFramePlugin.build,
+            attrs.make_class("FirstFrameConfig", [], frozen=True),
+        )
 
 
 def test_a_third_party_strategy_plugs_in_through_the_registry(features_file, tmp_path):
@@ -106,7 +136,16 @@ def test_a_third_party_strategy_plugs_in_through_the_registry(features_file, tmp
 
     out = tmp_path / "r.json"
     result = run_cli(
-        ["eval", "retrieval", "--features", str(features_file), "--strategy", "first_frame,diagonal_mean", "--json", str(out)],
+        [
+            "eval",
+            "retrieval",
+            "--features",
+            str(features_file),
+            "--strategy",
+            "first_frame,diagonal_mean",
+            "--json",
+            str(out),
+        ],
         host=plugin_host(_FirstFramePlugin()),
     )
     assert result.exit_code == 0, result.stderr

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from cavkit.evaluation.configs import MaxConfig
 from cavkit.evaluation.retrieval import evaluate_retrieval, similarity_matrix
 from cavkit.evaluation.strategies import DiagonalMax, DiagonalMean, Max, Mean, Pooled
-from cavkit.evaluation.configs import MaxConfig
 
 FIXTURES = Path(__file__).resolve().parents[2] / "../shared/fixtures/reference"
 STRATEGIES = {
