@@ -112,3 +112,28 @@ def _counts(s):
     from cavkit.evaluation.metrics import count_against_diagonal
 
     return count_against_diagonal(s)
+
+
+def _published_compute_metrics(x):
+    """The published ``compute_metrics`` (spec §8.1), written out in numpy for comparison."""
+    import numpy as np
+
+    sx = np.sort(-x, axis=1)
+    d = np.diag(-x)[:, np.newaxis]
+    ind = np.where(sx - d == 0)[1]
+    return {
+        "R1": float(np.sum(ind == 0)) / len(ind),
+        "R5": float(np.sum(ind < 5)) / len(ind),
+        "R10": float(np.sum(ind < 10)) / len(ind),
+        "MR": np.median(ind) + 1,
+    }
+
+
+@pytest.mark.parametrize("levels", [3, 8, 1000])
+def test_upstream_mode_equals_the_published_function_on_matrices_full_of_ties(levels):
+    g = torch.Generator().manual_seed(levels)
+    for n in (7, 30):
+        s = torch.randint(0, levels, (n, n), generator=g).float() / levels  # few levels: many ties
+        want = _published_compute_metrics(s.numpy())
+        got = retrieval_metrics(s, "upstream")
+        assert (got["R1"], got["R5"], got["R10"], got["MedR"]) == (want["R1"], want["R5"], want["R10"], want["MR"])
