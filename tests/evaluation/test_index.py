@@ -42,3 +42,23 @@ def test_strategies_without_a_vector_form_are_refused():
     audio, visual = _paired(10, 2, 4, 0.1, seed=2)
     with pytest.raises(UsageError, match="single-vector"):
         evaluate_retrieval_index(audio, visual, DiagonalMax())
+
+
+def test_cli_index_flag(tmp_path):
+    import json
+
+    from cavkit.evaluation.features import Features
+    from cavkit.testing import run_cli
+
+    audio, visual = _paired(50, 3, 8, 0.5, seed=3)
+    feats = tmp_path / "f.safetensors"
+    Features(audio, visual, None, [str(i) for i in range(50)]).save(str(feats))
+    out = tmp_path / "r.json"
+    result = run_cli(["eval", "retrieval", "--features", str(feats), "--index", "--strategy", "mean", "--json", str(out)])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["tie_mode"] == "index"
+    exact = evaluate_retrieval(audio, visual, Mean())
+    assert data["results"]["mean"]["audio"]["R5"] == pytest.approx(exact["audio"].metrics["R5"])
+    refused = run_cli(["eval", "retrieval", "--features", str(feats), "--index", "--strategy", "max"])
+    assert refused.exit_code == 2 and "single-vector" in refused.stderr
