@@ -154,3 +154,19 @@ def test_streaming_training_set_trains_and_resumes_in_order(tmp_path: Path) -> N
     second.fit(resume="latest")
     a, b = h.model_state(straight), h.model_state(second)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bf16_autocast_with_clipping_and_accumulation(tmp_path: Path) -> None:
+    data = h.tiny_recipe(trainer={"precision": "bf16", "clip_grad": 0.5, "grad_accum": 2, "batch_size": 2,
+                                  "max_steps": 4, "log_every": 1})
+    trainer = h.make_trainer(data, str(tmp_path / "run"), tmp_path)
+    trainer.fit()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    assert len(lines) == 4 and all(torch.isfinite(torch.tensor(x["train/grad_norm"])) for x in lines)
+
+
+def test_fp16_on_cpu_is_a_clear_usage_error(tmp_path: Path) -> None:
+    from cavkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="fp16 needs a CUDA device"):
+        h.make_trainer(h.tiny_recipe(trainer={"precision": "fp16"}), str(tmp_path / "run"), tmp_path)
