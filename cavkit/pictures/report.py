@@ -102,6 +102,7 @@ def curve_png(tags: Sequence[str], scalars: Mapping[str, Series], title: str) ->
     """PNG bytes of one figure with a panel per tag (value against step), up to 3 panels a row."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     cols = min(3, len(tags))
     rows = math.ceil(len(tags) / cols)
@@ -114,6 +115,7 @@ def curve_png(tags: Sequence[str], scalars: Mapping[str, Series], title: str) ->
         ax.plot(s.steps, s.values, marker="o" if len(s.steps) < 20 else None, markersize=3)
         ax.set_title(tag, fontsize=10)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for j in range(len(tags), rows * cols):
         axes[j // cols][j % cols].set_axis_off()
@@ -260,8 +262,12 @@ def _read_text(fs: Any, path: str) -> str | None:
     return fs.cat_file(path).decode("utf-8") if fs.exists(path) else None
 
 
+#: ``metrics.jsonl`` record kinds that are bookkeeping, not evaluation results.
+NOT_EVALUATION = ("train", "epoch")
+
+
 def evaluation_results(metrics_jsonl: str | None) -> dict[str, dict[str, dict[str, Any]]]:
-    """The last record of each non-training kind in ``metrics.jsonl``, as tables.
+    """The last record of each evaluation kind (not ``train``/``epoch``) in ``metrics.jsonl``, as tables.
 
     A record ``{"kind": "eval", "step": 9, "retrieval/audio/R1": 0.4, ...}`` becomes table ``eval
     (step 9)`` with a row per key prefix (``retrieval/audio``) and a column per last key part (``R1``).
@@ -275,7 +281,7 @@ def evaluation_results(metrics_jsonl: str | None) -> dict[str, dict[str, dict[st
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(record, dict) and record.get("kind", "train") != "train":
+        if isinstance(record, dict) and record.get("kind", "train") not in NOT_EVALUATION:
             last[str(record["kind"])] = record
     tables = {}
     for kind, record in last.items():
