@@ -63,9 +63,12 @@ def _device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
         raise UsageError(f"--device {name!r} is not a device: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    return device
 
 
 def _autocast_dtype(precision: str):
@@ -104,17 +107,14 @@ def _load_recipe(recipe: str | None, overrides: tuple[str, ...]):
 
 
 def load_eval_model(checkpoint: str | None, recipe, device):
-    """The model to evaluate: a checkpoint (via :func:`cavkit.api.load_model`) or, without one, an error."""
+    """The model to evaluate, from a checkpoint (:func:`cavkit.api.load_model`: strict, eval mode)."""
     if checkpoint is None:
         raise UsageError(
             "give --checkpoint (a cavkit checkpoint or an official .pth), or --features to reuse embeddings"
         )
-    try:
-        from cavkit.api import load_model
-    except ImportError as exc:  # pragma: no cover - the API module ships with cavkit
-        raise UsageError(f"cannot load checkpoints in this installation: {exc}") from exc
-    model = load_model(checkpoint, device=device)
-    return model.eval()
+    from cavkit.api import load_model
+
+    return load_model(checkpoint, device=device).eval()
 
 
 def _is_sync(model) -> bool:
