@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak for MFU (bf16 dense)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-build memory children")
+    parser.add_argument("--memory-only", action="store_true", help="only measure step memory (no timing)")
     parser.add_argument("--child-model", help=argparse.SUPPRESS)
     parser.add_argument("--child-attn", help=argparse.SUPPRESS)
     parser.add_argument("--child-autocast", default="", help=argparse.SUPPRESS)
@@ -165,6 +166,11 @@ def main() -> None:
     device = args.device
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} batch={args.batch} steps={args.steps}")
     for name in args.models:
+        if args.memory_only:
+            mem = {attn: peak_memory(name, attn, args) for attn in ("eager", "sdpa")}
+            print(f"\n{name}: step memory eager {mem['eager']:.0f} MiB, sdpa {mem['sdpa']:.0f} MiB, "
+                  f"ratio x{mem['eager'] / max(mem['sdpa'], 1e-9):.2f}")
+            continue
         builds = {attn: build(name, attn, device) for attn in ("sdpa", "eager")}
         builds["eager"].load_state_dict(builds["sdpa"].state_dict())
         audio, image = make_batch(builds["sdpa"], args.batch, device)
