@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import nn
 
+from cavkit.errors import UsageError
+
 AttnImpl = Literal["sdpa", "eager"]
 
 
@@ -28,7 +30,10 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, attn_impl: AttnImpl = "sdpa"):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+            raise UsageError(
+                f"attention width {dim} is not divisible by {num_heads} heads; choose num_heads dividing the width "
+                "(e.g. model.encoder.num_heads / model.decoder.num_heads)"
+            )
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cavkit.errors import UsageError
+
 
 def _sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
     """``[len(positions), dim]``: sin(p·ω_i) for i < dim/2, then cos(p·ω_i); ω_i = 10000^(-2i/dim)."""
@@ -21,7 +23,7 @@ def sincos_pos_embed_2d(dim: int, rows: int, cols: int) -> np.ndarray:
     the row (frequency, y). Computed in float64 as [CAV] does, then cast (spec §10.5).
     """
     if dim % 4:
-        raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {dim}")
+        raise UsageError(f"sin-cos position embeddings need a width divisible by 4, got {dim} (model.embed_dim / decoder.embed_dim)")
     h, w = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
     emb = np.concatenate([_sincos_1d(dim // 2, w), _sincos_1d(dim // 2, h)], axis=1)
     return emb.astype(np.float32)

@@ -187,3 +187,11 @@ def test_classifier_head_is_found_by_prefix_and_modes_need_their_inputs():
     assert model(torch.randn(2, 64, 128), None).logits.shape == (2, 4)
     with pytest.raises(UsageError, match="needs image"):
         model.features(torch.randn(2, 64, 128), None, "videoonly")
+
+
+def test_incompatible_widths_are_usage_errors():
+    with pytest.raises(UsageError, match="width 32 is not divisible by 12 heads"):
+        build_model_node({"type": "cav_mae", "audio_length": 32, "image_size": 32, "embed_dim": 32}).build()
+    with pytest.raises(UsageError, match="divisible by 4, got 18"):
+        build_model_node({"type": "classifier", "audio_length": 32, "image_size": 32, "embed_dim": 18,
+                          "encoder": {"num_heads": 2}}).build()
