@@ -125,9 +125,13 @@ def require_pixel_targets(uri: str, declared: bool) -> str:
 
 
 def is_sync_model(model: Any) -> bool:
-    """Whether a model has Sync global tokens (and so pairs frames with audio segments)."""
+    """Whether a model is CAV-MAE Sync (pairs each frame with its audio segment): by the recipe node
+    :func:`cavkit.api.load_model` attaches, else by its global tokens."""
+    node = getattr(model, "cavkit_node", None)
+    if node is not None and getattr(node, "type", None) in ("cav_mae_sync", "cav_mae"):
+        return node.type == "cav_mae_sync"
     encoder = getattr(model, "encoder", None)
-    return bool(getattr(encoder, "global_tokens", False))
+    return getattr(encoder, "cls_token_a", None) is not None
 
 
 def load_picture_model(checkpoint: str, device: Any) -> Any:
@@ -147,21 +151,38 @@ def open_dataset(model: Any, *, datafile: str | None, dataset_type: str | None, 
     )
 
 
+def _clip_id_lookup(dataset: Any):
+    """A cheap ``index -> clip id`` for datasets over a datafile (their ``clips`` table), else ``None``."""
+    clips = getattr(dataset, "clips", None)
+    if clips is not None and len(clips) == len(dataset) and len(clips) and hasattr(clips[0], "video_id"):
+        return lambda i: str(clips[i].video_id)
+    return None
+
+
 def select_items(dataset: Any, clip_ids: tuple[str, ...], limit: int | None) -> list[dict[str, Any]]:
     """Items of ``dataset``: those with the given clip ids (in that order), else the first ``limit``.
+
+    Datafile datasets are searched through their clip table; other datasets item by item.
 
     :raises UsageError: a requested clip id that the dataset does not have.
     """
     n = len(dataset)
     if not clip_ids:
         return [dataset[i] for i in range(min(n, limit) if limit is not None else n)]
-    wanted = {cid: None for cid in clip_ids}
+    lookup = _clip_id_lookup(dataset)
+    wanted: dict[str, Any] = {cid: None for cid in clip_ids}
     for i in range(n):
-        item = dataset[i]
-        if str(item.get("clip_id")) in wanted and wanted[str(item["clip_id"])] is None:
-            wanted[str(item["clip_id"])] = item
-            if all(v is not None for v in wanted.values()):
-                break
+        if lookup is not None:
+            cid = lookup(i)
+            if cid in wanted and wanted[cid] is None:
+                wanted[cid] = dataset[i]
+        else:
+            item = dataset[i]
+            cid = str(item.get("clip_id"))
+            if cid in wanted and wanted[cid] is None:
+                wanted[cid] = item
+        if all(v is not None for v in wanted.values()):
+            break
     missing = [cid for cid, item in wanted.items() if item is None]
     if missing:
         raise UsageError(f"clip id(s) not in the dataset: {', '.join(missing)}")
