@@ -76,6 +76,10 @@ def run_one(name: str, *, batch: int | None, steps: int, device: str, precision:
     # -- engine ------------------------------------------------------------------------------------
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(recipe, run_dir=tmp, dist=dist, argv=["bench"])
+        # generate (and cache) the synthetic clips first: the bench times training, not data synthesis
+        needed = min(len(trainer.train_set), trainer.global_batch * (steps + 1))
+        for index in trainer.plan.epoch_order(0)[:needed].tolist():
+            trainer.train_set[index]
         stamps: list[float] = []
 
         def stamp(t):
