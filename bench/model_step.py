@@ -109,14 +109,18 @@ def cpu_step_peak_bytes(step) -> int:
 
 
 def measure_memory_child(args) -> None:
-    """Child mode: build one variant, run a warm-up step, report the peak memory of the next step
-    above what is resident before it (weights, optimizer-free; CPU: resident set; CUDA: allocated)."""
+    """Child mode: build one variant and report the peak memory of a step above the built model.
+
+    CPU: the first step in a fresh process (freed memory stays resident, so a warm-up step would hide
+    the activations and gradients), as growth of the resident set. CUDA: after a warm-up step, peak
+    allocated above the weights.
+    """
     device = args.device
     model = build(args.child_model, args.child_attn, device)
     audio, image = make_batch(model, args.batch, device)
     step = step_fn(model, args.child_model, audio, image, autocast=args.child_autocast or None)
-    step()
     if device == "cuda":
+        step()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
