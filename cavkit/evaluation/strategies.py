@@ -3,7 +3,9 @@
 Every strategy is a callable ``strategy(query [N,K,D], gallery [M,K,D]) -> similarity [N,M]``
 (see :mod:`cavkit.interfaces`). The built-ins are the vectorised forms of spec §8.2 (CAV-MAE Sync
 ``get_agg_sim_mat``) and §8.1 (CAV-MAE pooled cosine); they give the published similarities up to
-float rounding, and identical inputs give bit-identical outputs, so exact ties stay ties.
+float rounding, and identical embeddings score identically, so the exact ties of the published
+metrics stay ties (the reference fixture's tie set checks this). They are evaluation-only: no
+gradients flow through them.
 
 A strategy may also implement :meth:`RetrievalStrategy.vectors`, mapping clips to single vectors
 whose inner products are the similarities; the index-based path (:mod:`cavkit.evaluation.index`)
@@ -75,6 +77,7 @@ class Pooled(RetrievalStrategy):
     def vectors(self, clips: torch.Tensor) -> torch.Tensor:
         return F.normalize(clips.mean(dim=1), dim=-1)
 
+    @torch.no_grad()
     def __call__(self, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
         check_pair(query, gallery, same_frames=False)
         return self.vectors(query) @ self.vectors(gallery).T
@@ -98,6 +101,7 @@ def diagonal_frame_products(query: torch.Tensor, gallery: torch.Tensor, chunk_mb
         yield start, stop, torch.bmm(by_frame_q[:, start:stop], by_frame_g_t)
 
 
+@torch.no_grad()
 def diagonal_mean_and_max(query: torch.Tensor, gallery: torch.Tensor, chunk_mb: int = DEFAULT_CHUNK_MB):
     """``(diagonal_mean [N,M], diagonal_max [N,M])`` from one pass over the frame products."""
     n, m = query.shape[0], gallery.shape[0]
@@ -120,6 +124,7 @@ class DiagonalMean(RetrievalStrategy):
         n, k, d = clips.shape
         return clips.reshape(n, k * d) / k**0.5
 
+    @torch.no_grad()
     def __call__(self, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
         out = query.new_empty((query.shape[0], gallery.shape[0]))
         for start, stop, products in diagonal_frame_products(query, gallery, self.config.chunk_mb):
@@ -133,6 +138,7 @@ class DiagonalMax(RetrievalStrategy):
     def __init__(self, config: DiagonalMaxConfig | None = None):
         self.config = config or DiagonalMaxConfig()
 
+    @torch.no_grad()
     def __call__(self, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
         out = query.new_empty((query.shape[0], gallery.shape[0]))
         for start, stop, products in diagonal_frame_products(query, gallery, self.config.chunk_mb):
@@ -151,6 +157,7 @@ class Mean(RetrievalStrategy):
     def vectors(self, clips: torch.Tensor) -> torch.Tensor:
         return clips.mean(dim=1)
 
+    @torch.no_grad()
     def __call__(self, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
         check_pair(query, gallery, same_frames=False)
         return self.vectors(query) @ self.vectors(gallery).T
@@ -171,6 +178,7 @@ class Max(RetrievalStrategy):
         per_row = max(1, kq * m * kg * itemsize)
         return max(1, (self.config.chunk_mb * _MIB) // per_row)
 
+    @torch.no_grad()
     def __call__(self, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
         check_pair(query, gallery, same_frames=False)
         n, kq, d = query.shape
