@@ -26,15 +26,42 @@ def cavkit_register_commands(cli: click.Group) -> None:
         cli.add_command(command)
 
 
-_CHECKPOINT = click.option("--checkpoint", required=True, help="model checkpoint: a cavkit checkpoint/weights file or an official .pth")
+_CHECKPOINT = click.option(
+    "--checkpoint", required=True, help="model checkpoint: a cavkit checkpoint/weights file or an official .pth"
+)
 _DATAFILE = click.option("--datafile", help="datafile JSON of the clips (spec §6.1)")
-_DATASET_TYPE = click.option("--dataset-type", help="dataset component (default with --datafile: cav_mae_sync for Sync models, else cav_mae); "
-                             "without --datafile e.g. synthetic")
-_DATA_PARAMS = click.option("--data", "data_params", multiple=True, metavar="KEY=VALUE",
-                            help="dataset parameter (repeatable), e.g. --data num_clips=8")
-_CLIPS = click.option("--clip", "clip_ids", multiple=True, metavar="ID", help="clip id to draw (repeatable; default: the first --num-clips)")
-_NUM_CLIPS = click.option("--num-clips", default=4, show_default=True, type=click.IntRange(1), help="clips to draw when no --clip is given")
-_DEVICE = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: cuda when present)")
+_DATASET_TYPE = click.option(
+    "--dataset-type",
+    help="dataset component (default with --datafile: cav_mae_sync for Sync models, else cav_mae); "
+    "without --datafile e.g. synthetic",
+)
+_DATA_PARAMS = click.option(
+    "--data",
+    "data_params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="dataset parameter (repeatable), e.g. --data num_clips=8",
+)
+_CLIPS = click.option(
+    "--clip",
+    "clip_ids",
+    multiple=True,
+    metavar="ID",
+    help="clip id to draw (repeatable; default: the first --num-clips)",
+)
+_NUM_CLIPS = click.option(
+    "--num-clips", default=4, show_default=True, type=click.IntRange(1), help="clips to draw when no --clip is given"
+)
+_SET = click.option(
+    "--set",
+    "model_overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="model setting a checkpoint does not record (repeatable), e.g. --set encoder.num_heads=2",
+)
+_DEVICE = click.option(
+    "--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: cuda when present)"
+)
 _OUT_DIR = click.option("--out", "out_dir", required=True, help="output folder (any fsspec URI)")
 
 
@@ -69,7 +96,9 @@ def _dataset(model, datafile, dataset_type, data_params, mode):
 
     if datafile is None and dataset_type is None:
         raise UsageError("give the clips: --datafile FILE.json (or --dataset-type NAME with --data KEY=VALUE)")
-    return open_dataset(model, datafile=datafile, dataset_type=dataset_type, data_params=_key_values(data_params), mode=mode)
+    return open_dataset(
+        model, datafile=datafile, dataset_type=dataset_type, data_params=_key_values(data_params), mode=mode
+    )
 
 
 def _ratio(text: str) -> float:
@@ -87,19 +116,49 @@ def _ratio(text: str) -> float:
 @_DATA_PARAMS
 @_CLIPS
 @_NUM_CLIPS
-@click.option("--ratio", "ratios", multiple=True, default=("0.75",), show_default=True, help="audio masking ratio (repeatable)")
+@click.option(
+    "--ratio", "ratios", multiple=True, default=("0.75",), show_default=True, help="audio masking ratio (repeatable)"
+)
 @click.option("--visual-ratio", default=None, help="visual masking ratio (default: the audio ratio)")
-@click.option("--mode", "modes", multiple=True, default=("unstructured",), show_default=True,
-              help="audio masker: unstructured, time, freq, time_freq or a plugin's (repeatable); the image is always unstructured")
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    default=("unstructured",),
+    show_default=True,
+    help="audio masker: unstructured, time, freq, time_freq or a plugin's (repeatable); "
+    "the image is always masked unstructured",
+)
 @click.option("--seed", default=2, show_default=True, help="torch seed set before every clip (upstream: 2)")
-@click.option("--pixel-targets", is_flag=True,
-              help="declare that the checkpoint was trained without per-patch normalisation (norm_pix_loss false); "
-                   "needed for official .pth files, which do not record it")
-@click.option("--arrays", is_flag=True, help="also write <name>.npz with the original, masked and reconstructed tensors and masks")
+@click.option(
+    "--pixel-targets",
+    is_flag=True,
+    help="declare that the checkpoint was trained without per-patch normalisation (norm_pix_loss false); "
+    "needed for official .pth files, which do not record it",
+)
+@click.option(
+    "--arrays", is_flag=True, help="also write <name>.npz with the original, masked and reconstructed tensors and masks"
+)
+@_SET
 @_DEVICE
 @_OUT_DIR
-def inpaint_command(checkpoint, datafile, dataset_type, data_params, clip_ids, num_clips, ratios, visual_ratio, modes,
-                    seed, pixel_targets, arrays, device, out_dir):
+def inpaint_command(
+    checkpoint,
+    datafile,
+    dataset_type,
+    data_params,
+    clip_ids,
+    num_clips,
+    ratios,
+    visual_ratio,
+    modes,
+    seed,
+    pixel_targets,
+    arrays,
+    model_overrides,
+    device,
+    out_dir,
+):
     """Reconstruct masked clips: one PNG per clip, ratio and mode with the original, masked and
     reconstructed image and spectrogram (spec §9.1). Needs a model trained with norm_pix_loss false."""
     import io
@@ -114,7 +173,7 @@ def inpaint_command(checkpoint, datafile, dataset_type, data_params, clip_ids, n
     how = require_pixel_targets(checkpoint, pixel_targets)
     click.echo(f"pixel targets: {how}", err=True)
     dev = _device(device)
-    model = load_picture_model(checkpoint, dev)
+    model = load_picture_model(checkpoint, dev, model_overrides)
     dataset = _dataset(model, datafile, dataset_type, data_params, mode="eval")
     items = select_items(dataset, clip_ids, num_clips)
     audio_ratios = [_ratio(r) for r in ratios]
@@ -126,10 +185,19 @@ def inpaint_command(checkpoint, datafile, dataset_type, data_params, clip_ids, n
             for ra in audio_ratios:
                 rv = _ratio(visual_ratio) if visual_ratio is not None else ra
                 torch.manual_seed(seed)
-                result, _ = inpaint(model, audio, image, audio_masker=build_masker(mode, ra), visual_masker=build_masker("unstructured", rv))
+                result, _ = inpaint(
+                    model,
+                    audio,
+                    image,
+                    audio_masker=build_masker(mode, ra),
+                    visual_masker=build_masker("unstructured", rv),
+                )
                 mse_a, mse_v = masked_mse(result)
                 name = f"{stem}_{mode}_a{ra:g}_v{rv:g}"
-                title = f"{item.get('clip_id')}: {mode} audio masking {ra:g}, visual {rv:g}  (masked MSE audio {mse_a:.3f}, visual {mse_v:.3f})"
+                title = (
+                    f"{item.get('clip_id')}: {mode} audio masking {ra:g}, visual {rv:g}  "
+                    f"(masked MSE audio {mse_a:.3f}, visual {mse_v:.3f})"
+                )
                 write_bytes_atomic(join(out_dir, f"{name}.png"), inpainting_figure(result, 0, title=title))
                 if arrays:
                     buffer = io.BytesIO()
@@ -146,23 +214,65 @@ def inpaint_command(checkpoint, datafile, dataset_type, data_params, clip_ids, n
 @_DATA_PARAMS
 @_CLIPS
 @_NUM_CLIPS
-@click.option("--embedding", type=click.Choice(["auto", "global", "pooled"]), default="auto", show_default=True,
-              help="audio embedding to prompt with (auto: the Sync global token when the model has one, else pooled)")
-@click.option("--animation", type=click.Choice(["gif", "apng", "none"]), default="gif", show_default=True, help="animated file over a clip's frames")
+@click.option(
+    "--embedding",
+    type=click.Choice(["auto", "global", "pooled"]),
+    default="auto",
+    show_default=True,
+    help="audio embedding to prompt with (auto: the Sync global token when the model has one, else pooled)",
+)
+@click.option(
+    "--animation",
+    type=click.Choice(["gif", "apng", "none"]),
+    default="gif",
+    show_default=True,
+    help="animated file over a clip's frames",
+)
 @click.option("--frame-ms", default=250, show_default=True, type=click.IntRange(10), help="animation frame duration")
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="heatmap opacity")
 @click.option("--cmap", default="jet", show_default=True, help="matplotlib colour map")
-@click.option("--scale", default=1, show_default=True, type=click.IntRange(1, 16), help="enlarge the pictures (nearest neighbour)")
-@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
-              help="IoU: the map (min-max scaled per frame) is thresholded here")
+@click.option(
+    "--scale", default=1, show_default=True, type=click.IntRange(1, 16), help="enlarge the pictures (nearest neighbour)"
+)
+@click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="IoU: the map (min-max scaled per frame) is thresholded here",
+)
 @click.option("--score-only", is_flag=True, help="write scores.json only, no pictures (for scoring many clips)")
-@click.option("--centre", type=click.Choice(["audio", "none"]), default="audio", show_default=True,
-              help="audio: subtract the mean audio embedding of the drawn clips before the cosine (the part "
-                   "the visual->audio InfoNCE leaves untrained; needs 2+ clips); none: plain cosine")
+@click.option(
+    "--centre",
+    type=click.Choice(["audio", "none"]),
+    default="audio",
+    show_default=True,
+    help="audio: subtract the mean audio embedding of the drawn clips before the cosine (the part "
+    "the visual->audio InfoNCE leaves untrained; needs 2+ clips); none: plain cosine",
+)
+@_SET
 @_DEVICE
 @_OUT_DIR
-def localize_command(checkpoint, datafile, dataset_type, data_params, clip_ids, num_clips, embedding, animation, frame_ms,
-                     alpha, cmap, scale, threshold, score_only, centre, device, out_dir):
+def localize_command(
+    checkpoint,
+    datafile,
+    dataset_type,
+    data_params,
+    clip_ids,
+    num_clips,
+    embedding,
+    animation,
+    frame_ms,
+    alpha,
+    cmap,
+    scale,
+    threshold,
+    score_only,
+    centre,
+    model_overrides,
+    device,
+    out_dir,
+):
     """Sound-prompted localization: per frame, the similarity of the audio embedding with every visual
     patch token, upsampled and drawn over the frame (PNG per frame, animation per clip). Where the
     dataset has ground truth (synthetic: object_mask) it reports pointing-game accuracy and IoU of
@@ -177,12 +287,18 @@ def localize_command(checkpoint, datafile, dataset_type, data_params, clip_ids, 
     from cavkit.pictures.sources import load_picture_model, safe_file_stem, select_items
 
     dev = _device(device)
-    model = load_picture_model(checkpoint, dev)
+    model = load_picture_model(checkpoint, dev, model_overrides)
     dataset = _dataset(model, datafile, dataset_type, data_params, mode="retrieval")
     items = select_items(dataset, clip_ids, num_clips)
     if centre == "audio" and len(items) < 2:
-        raise UsageError("--centre audio subtracts the mean audio embedding of the drawn clips: draw 2 or more clips, or use --centre none")
-    clips = [embed_clip(model, item, embedding=embedding, device=dev, image_mean=IMAGE_MEAN, image_std=IMAGE_STD) for item in items]
+        raise UsageError(
+            "--centre audio subtracts the mean audio embedding of the drawn clips: "
+            "draw 2 or more clips, or use --centre none"
+        )
+    clips = [
+        embed_clip(model, item, embedding=embedding, device=dev, image_mean=IMAGE_MEAN, image_std=IMAGE_STD)
+        for item in items
+    ]
     offset = mean_audio(clips)
     variants = {"plain": None, "audio_centred": offset}
     drawn = "audio_centred" if centre == "audio" else "plain"
@@ -203,10 +319,16 @@ def localize_command(checkpoint, datafile, dataset_type, data_params, clip_ids, 
             write_bytes_atomic(join(out_dir, stem, f"frame_{frame:02d}.png"), png_bytes(picture))
         if animation != "none":
             suffix = "gif" if animation == "gif" else "png"
-            write_bytes_atomic(join(out_dir, f"{stem}.{suffix}"), animation_bytes(pictures, animation, frame_ms=frame_ms))
+            write_bytes_atomic(
+                join(out_dir, f"{stem}.{suffix}"), animation_bytes(pictures, animation, frame_ms=frame_ms)
+            )
         click.echo(f"wrote {len(pictures)} frame(s) of {clip.clip_id} to {join(out_dir, stem)}")
     summary: dict[str, Any] = {
-        "checkpoint": checkpoint, "embedding": clips[0].embedding, "clips": len(clips), "threshold": threshold, "drawn": drawn,
+        "checkpoint": checkpoint,
+        "embedding": clips[0].embedding,
+        "clips": len(clips),
+        "threshold": threshold,
+        "drawn": drawn,
     }
     if masks:
         gt = torch.cat(masks)
@@ -232,18 +354,62 @@ def localize_command(checkpoint, datafile, dataset_type, data_params, clip_ids, 
 @_DATASET_TYPE
 @_DATA_PARAMS
 @click.option("--out", "out_file", required=True, help="output file *.safetensors or *.npz (any fsspec URI)")
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["global", "pooled", "patches"]), default=("pooled",),
-              show_default=True, help="embeddings to write (repeatable): Sync global tokens, mean of patch tokens, or every patch token")
-@click.option("--modality", "modalities", multiple=True, type=click.Choice(["audio", "visual"]), default=("audio", "visual"),
-              show_default=True, help="modalities to embed (repeatable)")
-@click.option("--single-frame", is_flag=True, help="one frame per clip even for Sync datasets (default: every frame, [N,K,...])")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["global", "pooled", "patches"]),
+    default=("pooled",),
+    show_default=True,
+    help="embeddings to write (repeatable): Sync global tokens, mean of patch tokens, or every patch token",
+)
+@click.option(
+    "--modality",
+    "modalities",
+    multiple=True,
+    type=click.Choice(["audio", "visual"]),
+    default=("audio", "visual"),
+    show_default=True,
+    help="modalities to embed (repeatable)",
+)
+@click.option(
+    "--single-frame", is_flag=True, help="one frame per clip even for Sync datasets (default: every frame, [N,K,...])"
+)
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="clips per forward pass")
 @click.option("--num-workers", default=0, show_default=True, type=click.IntRange(0), help="DataLoader workers")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True, help="autocast precision")
-@click.option("--dtype", "out_dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True, help="stored dtype")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="autocast precision",
+)
+@click.option(
+    "--dtype",
+    "out_dtype",
+    type=click.Choice(["float32", "float16"]),
+    default="float32",
+    show_default=True,
+    help="stored dtype",
+)
+@_SET
 @_DEVICE
-def embed_command(checkpoint, datafile, dataset_type, data_params, out_file, kinds, modalities, single_frame, batch_size,
-                  num_workers, precision, out_dtype, device):
+def embed_command(
+    checkpoint,
+    datafile,
+    dataset_type,
+    data_params,
+    out_file,
+    kinds,
+    modalities,
+    single_frame,
+    batch_size,
+    num_workers,
+    precision,
+    out_dtype,
+    model_overrides,
+    device,
+):
     """Export audio and visual embeddings (global, pooled or per patch; per frame for Sync) with their
     clip ids to safetensors or NumPy. Embeddings are the model's raw outputs (not L2-normalised)."""
     import numpy as np
@@ -255,15 +421,21 @@ def embed_command(checkpoint, datafile, dataset_type, data_params, out_file, kin
 
     format_from_path(out_file)  # fail on a bad name before any work
     dev = _device(device)
-    model = load_picture_model(checkpoint, dev)
+    model = load_picture_model(checkpoint, dev, model_overrides)
     dataset = _dataset(model, datafile, dataset_type, data_params, mode="eval" if single_frame else "retrieval")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     autocast = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     total = len(dataset) if hasattr(dataset, "__len__") else None
     with tqdm(total=total, unit="clip", desc="embedding", disable=None) as bar:
         arrays, clip_ids = extract_embeddings(
-            model, loader, kinds=tuple(kinds), modalities=tuple(modalities), device=dev, autocast_dtype=autocast,
-            dtype=np.float16 if out_dtype == "float16" else np.float32, progress=bar,
+            model,
+            loader,
+            kinds=tuple(kinds),
+            modalities=tuple(modalities),
+            device=dev,
+            autocast_dtype=autocast,
+            dtype=np.float16 if out_dtype == "float16" else np.float32,
+            progress=bar,
         )
     write_embeddings(out_file, arrays, clip_ids)
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())

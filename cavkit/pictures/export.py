@@ -132,7 +132,9 @@ def extract_embeddings(
                     name = f"{modality}_{KINDS[kind]}"
                     value = getattr(emb, name)
                     if value is None:
-                        raise UsageError(f"this model gives no {kind} {modality} embedding (Embeddings.{name} is empty)")
+                        raise UsageError(
+                            f"this model gives no {kind} {modality} embedding (Embeddings.{name} is empty)"
+                        )
                     value = value.float().cpu()
                     if k is not None:
                         value = value.reshape(b, k, *value.shape[1:])

@@ -147,14 +147,18 @@ def build_masker(mode: str, ratio: float) -> Any:
 
 
 @torch.no_grad()
-def inpaint(model: Any, audio: torch.Tensor, image: torch.Tensor, *, audio_masker: Any, visual_masker: Any) -> tuple[Inpainting, Any]:
+def inpaint(
+    model: Any, audio: torch.Tensor, image: torch.Tensor, *, audio_masker: Any, visual_masker: Any
+) -> tuple[Inpainting, Any]:
     """Mask, encode and reconstruct one batch with the given maskers (the model's own are restored after).
 
     :param audio: ``[B,T,F]``; :param image: ``[B,3,H,W]`` (normalised, as the datasets give them).
     :returns: the :class:`Inpainting` and the raw :class:`~cavkit.interfaces.ModelOutput`.
     """
     if not hasattr(model, "audio_masker") or not hasattr(model, "visual_masker"):
-        raise ValueError(f"{type(model).__name__} has no audio_masker/visual_masker; inpainting needs a pretraining model")
+        raise ValueError(
+            f"{type(model).__name__} has no audio_masker/visual_masker; inpainting needs a pretraining model"
+        )
     saved = model.audio_masker, model.visual_masker
     model.audio_masker, model.visual_masker = audio_masker, visual_masker
     try:
@@ -166,8 +170,11 @@ def inpaint(model: Any, audio: torch.Tensor, image: torch.Tensor, *, audio_maske
 
 def masked_mse(result: Inpainting) -> tuple[float, float]:
     """Mean squared error over the removed patches only, ``(audio, visual)``, in the input space."""
+
     def one(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> float:
         m = m.expand_as(x)
         return float(((x - y) ** 2 * m).sum() / m.sum().clamp_min(1))
 
-    return one(result.fbank_pasted, result.fbank, result.fbank_mask), one(result.image_pasted, result.image, result.image_mask)
+    return one(result.fbank_pasted, result.fbank, result.fbank_mask), one(
+        result.image_pasted, result.image, result.image_mask
+    )

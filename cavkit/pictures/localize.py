@@ -55,7 +55,11 @@ def _frames_of(item: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, list[i
     if image.dim() == 3:
         return audio[None], image[None], [int(frame)], (mask[None] if mask is not None else None)
     if image.dim() == 4 and audio.dim() == 3 and audio.shape[0] == image.shape[0]:
-        frames = [int(f) for f in torch.as_tensor(frame).reshape(-1).tolist()] if frame is not None else list(range(image.shape[0]))
+        frames = (
+            [int(f) for f in torch.as_tensor(frame).reshape(-1).tolist()]
+            if frame is not None
+            else list(range(image.shape[0]))
+        )
         return audio, image, frames, mask
     raise UsageError(
         f"clip {item.get('clip_id')!r}: cannot pair audio {tuple(audio.shape)} with image {tuple(image.shape)}; "
@@ -74,8 +78,15 @@ def pick_audio(emb: Any, embedding: AudioEmbedding) -> tuple[torch.Tensor, str]:
 
 
 @torch.no_grad()
-def embed_clip(model: Any, item: dict[str, Any], *, embedding: AudioEmbedding = "auto", device: Any = "cpu",
-               image_mean: tuple[float, ...], image_std: tuple[float, ...]) -> ClipEmbedding:
+def embed_clip(
+    model: Any,
+    item: dict[str, Any],
+    *,
+    embedding: AudioEmbedding = "auto",
+    device: Any = "cpu",
+    image_mean: tuple[float, ...],
+    image_std: tuple[float, ...],
+) -> ClipEmbedding:
     """Embed every frame of ``item`` (unmasked) with its own audio."""
     audio, image, frames, mask = _frames_of(item)
     emb = model.embed(audio.to(device), image.to(device))
@@ -115,7 +126,9 @@ def clip_maps(clip: ClipEmbedding, audio_offset: torch.Tensor | None = None) -> 
     return upsample_maps(similarity_maps(audio, clip.visual_patches, clip.grid), clip.size)
 
 
-def clip_pictures(clip: ClipEmbedding, maps: torch.Tensor, *, alpha: float = 0.5, cmap: str = "jet", scale: int = 1) -> list[Any]:
+def clip_pictures(
+    clip: ClipEmbedding, maps: torch.Tensor, *, alpha: float = 0.5, cmap: str = "jet", scale: int = 1
+) -> list[Any]:
     """One PIL overlay per frame (each map min-max scaled on its own), enlarged ``scale`` times (nearest)."""
     from PIL import Image
 

@@ -28,7 +28,9 @@ def unpatchify_image(tokens: torch.Tensor, grid: tuple[int, int], channels: int 
     _, n, d = tokens.shape
     patch = math.isqrt(d // channels)
     if grid[0] * grid[1] != n or patch * patch * channels != d:
-        raise ValueError(f"cannot unpatchify {tuple(tokens.shape)} onto a {grid[0]}x{grid[1]} grid with {channels} channels")
+        raise ValueError(
+            f"cannot unpatchify {tuple(tokens.shape)} onto a {grid[0]}x{grid[1]} grid with {channels} channels"
+        )
     return unpatchify(tokens, patch, grid, channels)
 
 

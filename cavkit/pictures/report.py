@@ -129,8 +129,7 @@ def curve_png(tags: Sequence[str], scalars: Mapping[str, Series], title: str) ->
 def plot_curves(scalars: Mapping[str, Series]) -> dict[str, bytes]:
     """One PNG per tag group: ``{"<group>.png": bytes}``."""
     return {
-        f"{_safe_name(group)}.png": curve_png(tags, scalars, group)
-        for group, tags in group_tags(list(scalars)).items()
+        f"{_safe_name(group)}.png": curve_png(tags, scalars, group) for group, tags in group_tags(list(scalars)).items()
     }
 
 
@@ -184,7 +183,8 @@ def _table(columns: Sequence[str], rows: Sequence[tuple[str, Sequence[Any]]], co
 
 def _img(name: str, png: bytes) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(name)}</figcaption></figure>'
+    label = html.escape(name)
+    return f'<figure><img alt="{label}" src="data:image/png;base64,{data}"><figcaption>{label}</figcaption></figure>'
 
 
 _STYLE = """
@@ -241,10 +241,22 @@ def render_html(content: ReportContent) -> str:
     if not content.pictures:
         parts.append("<p class='muted'>No pictures in the run directory.</p>")
     parts.append("<h2>Recipe</h2>")
-    parts.append(f"<pre>{html.escape(content.recipe_text)}</pre>" if content.recipe_text else "<p class='muted'>No recipe found.</p>")
+    parts.append(
+        f"<pre>{html.escape(content.recipe_text)}</pre>"
+        if content.recipe_text
+        else "<p class='muted'>No recipe found.</p>"
+    )
     parts.append("<h2>Versions</h2>")
     if content.versions:
-        parts.append(_table(["value"], [(k, [json.dumps(v) if not isinstance(v, str) else v]) for k, v in flatten_metrics(content.versions).items()]))
+        parts.append(
+            _table(
+                ["value"],
+                [
+                    (k, [json.dumps(v) if not isinstance(v, str) else v])
+                    for k, v in flatten_metrics(content.versions).items()
+                ],
+            )
+        )
     else:
         parts.append("<p class='muted'>No version record found.</p>")
     parts.append("</body></html>")
@@ -286,7 +298,9 @@ def evaluation_results(metrics_jsonl: str | None) -> dict[str, dict[str, dict[st
     tables = {}
     for kind, record in last.items():
         rows: dict[str, dict[str, Any]] = {}
-        for key, value in flatten_metrics({k: v for k, v in record.items() if k not in ("kind", "step", "time")}).items():
+        for key, value in flatten_metrics(
+            {k: v for k, v in record.items() if k not in ("kind", "step", "time")}
+        ).items():
             row, _, col = key.rpartition("/")
             rows.setdefault(row or kind, {})[col] = value
         tables[f"{kind} (step {record.get('step', '?')})"] = rows

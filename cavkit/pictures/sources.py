@@ -111,7 +111,8 @@ def require_pixel_targets(uri: str, declared: bool) -> str:
             f"{uri}: this checkpoint does not record whether it was trained with per-patch normalised "
             "targets (norm_pix_loss); a norm-pix model predicts standardised patches, not pixels. "
             "Official .pth files cannot tell (of the released models only CAV-MAE-Base-NoNorm is a pixel model; "
-            "all others use norm_pix_loss). If this checkpoint was trained with norm_pix_loss false, pass --pixel-targets."
+            "all others use norm_pix_loss). "
+            "If this checkpoint was trained with norm_pix_loss false, pass --pixel-targets."
         )
     if norm_pix == "no-mae":
         raise UsageError(f"{uri}: its recipe has no 'mae' objective, so its decoder was never trained to reconstruct")
@@ -134,20 +135,30 @@ def is_sync_model(model: Any) -> bool:
     return getattr(encoder, "cls_token_a", None) is not None
 
 
-def load_picture_model(checkpoint: str, device: Any) -> Any:
-    """A model in eval mode on ``device`` (any checkpoint :func:`cavkit.api.load_model` reads)."""
+def load_picture_model(checkpoint: str, device: Any, overrides: tuple[str, ...] = ()) -> Any:
+    """A model in eval mode on ``device`` (any checkpoint :func:`cavkit.api.load_model` reads).
+
+    :param overrides: ``KEY=VALUE`` model settings a checkpoint cannot record (``encoder.num_heads=2``).
+    """
     from cavkit.api import load_model
 
-    return load_model(checkpoint, device=device).eval()
+    return load_model(checkpoint, overrides=list(overrides), device=device).eval()
 
 
-def open_dataset(model: Any, *, datafile: str | None, dataset_type: str | None, data_params: dict[str, Any], mode: str) -> Any:
+def open_dataset(
+    model: Any, *, datafile: str | None, dataset_type: str | None, data_params: dict[str, Any], mode: str
+) -> Any:
     """The clips to draw, as the evaluation commands build them (``mode``: ``eval`` or ``retrieval``)."""
     from cavkit.evaluation.commands import build_eval_dataset
 
     return build_eval_dataset(
-        node_data=None, datafile=datafile, dataset_type=dataset_type, data_params=data_params, mode=mode,
-        sync=is_sync_model(model), role="pictures",
+        node_data=None,
+        datafile=datafile,
+        dataset_type=dataset_type,
+        data_params=data_params,
+        mode=mode,
+        sync=is_sync_model(model),
+        role="pictures",
     )
 
 

@@ -28,8 +28,10 @@ objectives:
   - {{type: mae, weight: 1.0, norm_pix_loss: false}}
   - {{type: sync_contrastive, weight: 0.5}}
 data:
-  train: {{type: synthetic, layout: sync, mode: train, num_clips: 16, image_size: 32, audio_length: 128, segment_length: 32, num_frames: 4}}
-  eval: {{type: synthetic, layout: sync, mode: retrieval, num_clips: 8, split: test, image_size: 32, audio_length: 128, segment_length: 32, num_frames: 4}}
+  train: {{type: synthetic, layout: sync, mode: train, num_clips: 16, image_size: 32, audio_length: 128,
+          segment_length: 32, num_frames: 4}}
+  eval: {{type: synthetic, layout: sync, mode: retrieval, num_clips: 8, split: test, image_size: 32, audio_length: 128,
+         segment_length: 32, num_frames: 4}}
 retrieval: {{type: diagonal_mean}}
 trainer: {{max_steps: 4, batch_size: 8, log_every: 1, eval_every_epochs: 0}}
 run: {{dir: "{run_dir}", keep_last: 1}}

@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import synthetic_args
 from PIL import Image
 
 from cavkit.pictures.inpaint import FIGURE_DPI, FIGURE_SIZE_INCHES
 from cavkit.testing import run_cli
-
-from conftest import synthetic_args
 
 
 def _run(args):
@@ -24,8 +23,29 @@ def _run(args):
 # -- inpaint --------------------------------------------------------------------------------------
 def test_inpaint_writes_figures_and_pastes_only_removed_patches(tiny_weights, tmp_path):
     out = tmp_path / "inpaint"
-    _run(["inpaint", "--checkpoint", tiny_weights, *synthetic_args(), "--num-clips", "2", "--mode", "unstructured",
-          "--mode", "time", "--ratio", "0.75", "--ratio", "0.5", "--visual-ratio", "0.75", "--arrays", "--out", str(out)])
+    _run(
+        [
+            "inpaint",
+            "--checkpoint",
+            tiny_weights,
+            *synthetic_args(),
+            "--num-clips",
+            "2",
+            "--mode",
+            "unstructured",
+            "--mode",
+            "time",
+            "--ratio",
+            "0.75",
+            "--ratio",
+            "0.5",
+            "--visual-ratio",
+            "0.75",
+            "--arrays",
+            "--out",
+            str(out),
+        ]
+    )
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 2 * 2 * 2 and "test-000000_time_a0.5_v0.75.png" in pngs
     size = (int(FIGURE_SIZE_INCHES[0] * FIGURE_DPI), int(FIGURE_SIZE_INCHES[1] * FIGURE_DPI))
@@ -34,14 +54,16 @@ def test_inpaint_writes_figures_and_pastes_only_removed_patches(tiny_weights, tm
     for npz_path in out.glob("*.npz"):
         a = np.load(npz_path)
         assert a["image"].shape == (3, 32, 32) and a["fbank"].shape == (32, 128)
-        for x, masked, pasted, mask in (("image", "image_masked", "image_pasted", "image_mask"),
-                                        ("fbank", "fbank_masked", "fbank_pasted", "fbank_mask")):
+        for x, masked, pasted, mask in (
+            ("image", "image_masked", "image_pasted", "image_mask"),
+            ("fbank", "fbank_masked", "fbank_pasted", "fbank_mask"),
+        ):
             m = np.broadcast_to(a[mask], a[x].shape).astype(bool)
             assert m.any() and not m.all()
-            np.testing.assert_array_equal(a[pasted][~m], a[x][~m])       # visible patches untouched
+            np.testing.assert_array_equal(a[pasted][~m], a[x][~m])  # visible patches untouched
             np.testing.assert_array_equal(a[masked][~m], a[x][~m])
             assert np.all(a[masked][m] == 0)
-            assert np.all(a[pasted][m] != a[masked][m])                    # the model filled every removed value
+            assert np.all(a[pasted][m] != a[masked][m])  # the model filled every removed value
         # the visual grid is 2x2: ratio 0.75 removes 3 of 4 patches
         assert a["image_mask"].mean() == pytest.approx(0.75)
 
@@ -53,14 +75,32 @@ def test_inpaint_arrays_match_a_direct_model_call(tiny_weights, tmp_path):
     from cavkit.pictures.inpaint import build_masker, inpaint
 
     out = tmp_path / "one"
-    _run(["inpaint", "--checkpoint", tiny_weights, *synthetic_args(), "--clip", "test-000003", "--seed", "5",
-          "--arrays", "--out", str(out)])
+    _run(
+        [
+            "inpaint",
+            "--checkpoint",
+            tiny_weights,
+            *synthetic_args(),
+            "--clip",
+            "test-000003",
+            "--seed",
+            "5",
+            "--arrays",
+            "--out",
+            str(out),
+        ]
+    )
     saved = np.load(out / "test-000003_unstructured_a0.75_v0.75.npz")
     model = load_model(tiny_weights)
     item = SyntheticDataset(SyntheticDataConfig(layout="sync", mode="eval", split="test", num_clips=6, **_small()))[3]
     torch.manual_seed(5)
-    result, output = inpaint(model, item["audio"][None], item["image"][None],
-                             audio_masker=build_masker("unstructured", 0.75), visual_masker=build_masker("unstructured", 0.75))
+    result, output = inpaint(
+        model,
+        item["audio"][None],
+        item["image"][None],
+        audio_masker=build_masker("unstructured", 0.75),
+        visual_masker=build_masker("unstructured", 0.75),
+    )
     np.testing.assert_allclose(saved["image_pasted"], result.image_pasted[0].numpy(), atol=1e-6)
     np.testing.assert_allclose(saved["fbank_mask"], result.fbank_mask[0].numpy())
     # pasted values are the decoder's predictions, unpatchified
@@ -76,14 +116,18 @@ def _small():
 
 
 def test_inpaint_refuses_norm_pix_and_unrecorded_checkpoints(tiny_weights, tmp_path):
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     with safe_open(tiny_weights, "pt") as fh:
         meta = fh.metadata()
     tensors = load_file(tiny_weights)
     norm_pix = tmp_path / "normpix.safetensors"
-    save_file(tensors, str(norm_pix), metadata={**meta, "recipe": meta["recipe"].replace("norm_pix_loss: false", "norm_pix_loss: true")})
+    save_file(
+        tensors,
+        str(norm_pix),
+        metadata={**meta, "recipe": meta["recipe"].replace("norm_pix_loss: false", "norm_pix_loss: true")},
+    )
     result = run_cli(["inpaint", "--checkpoint", str(norm_pix), *synthetic_args(), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "norm_pix_loss: true" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x").exists()
@@ -92,16 +136,65 @@ def test_inpaint_refuses_norm_pix_and_unrecorded_checkpoints(tiny_weights, tmp_p
     _run(["convert", tiny_weights, str(converted), "--to", "cavkit"])
     result = run_cli(["inpaint", "--checkpoint", str(converted), *synthetic_args(), "--out", str(tmp_path / "y")])
     assert result.exit_code == 2 and "--pixel-targets" in result.stderr
-    _run(["inpaint", "--checkpoint", str(converted), *synthetic_args(), "--num-clips", "1", "--pixel-targets", "--out", str(tmp_path / "y")])
+    _run(
+        [
+            "inpaint",
+            "--checkpoint",
+            str(converted),
+            *synthetic_args(),
+            "--num-clips",
+            "1",
+            "--pixel-targets",
+            "--out",
+            str(tmp_path / "y"),
+        ]
+    )
     assert len(list((tmp_path / "y").glob("*.png"))) == 1
+
+    official = tmp_path / "official.pth"  # the upstream layout: plain state dict, no recipe
+    _run(["convert", tiny_weights, str(official), "--to", "upstream"])
+    result = run_cli(["inpaint", "--checkpoint", str(official), *synthetic_args(), "--out", str(tmp_path / "z")])
+    assert result.exit_code == 2 and "Official .pth files cannot tell" in result.stderr
+    _run(
+        [
+            "inpaint",
+            "--checkpoint",
+            str(official),
+            *synthetic_args(),
+            "--num-clips",
+            "1",
+            "--pixel-targets",
+            "--set",
+            "encoder.num_heads=2",
+            "--set",
+            "decoder.num_heads=2",
+            "--out",
+            str(tmp_path / "z"),
+        ]
+    )
+    assert len(list((tmp_path / "z").glob("*.png"))) == 1
 
 
 # -- localize -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("animation,suffix", [("gif", "gif"), ("apng", "png")])
 def test_localize_writes_frames_animation_and_scores(tiny_weights, tmp_path, animation, suffix):
     out = tmp_path / "loc"
-    result = _run(["localize", "--checkpoint", tiny_weights, *synthetic_args(), "--num-clips", "3", "--scale", "2",
-                   "--animation", animation, "--out", str(out)])
+    result = _run(
+        [
+            "localize",
+            "--checkpoint",
+            tiny_weights,
+            *synthetic_args(),
+            "--num-clips",
+            "3",
+            "--scale",
+            "2",
+            "--animation",
+            animation,
+            "--out",
+            str(out),
+        ]
+    )
     for clip in ("test-000000", "test-000001", "test-000002"):
         frames = sorted((out / clip).glob("frame_*.png"))
         assert [p.name for p in frames] == [f"frame_{k:02d}.png" for k in range(4)]
@@ -138,9 +231,24 @@ def test_localize_maps_follow_the_embeddings(tiny_weights):
 
 
 def test_localize_needs_two_clips_to_centre(tiny_weights, tmp_path):
-    result = run_cli(["localize", "--checkpoint", tiny_weights, *synthetic_args(), "--num-clips", "1", "--out", str(tmp_path)])
+    result = run_cli(
+        ["localize", "--checkpoint", tiny_weights, *synthetic_args(), "--num-clips", "1", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 2 and "--centre none" in result.stderr
-    _run(["localize", "--checkpoint", tiny_weights, *synthetic_args(), "--num-clips", "1", "--centre", "none", "--out", str(tmp_path)])
+    _run(
+        [
+            "localize",
+            "--checkpoint",
+            tiny_weights,
+            *synthetic_args(),
+            "--num-clips",
+            "1",
+            "--centre",
+            "none",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert json.loads((tmp_path / "scores.json").read_text())["drawn"] == "plain"
 
 
@@ -153,8 +261,24 @@ def test_embed_reloads_and_matches_a_direct_model_call(tiny_weights, tmp_path, s
     from cavkit.pictures.export import read_embeddings
 
     out = tmp_path / f"emb.{suffix}"
-    result = _run(["embed", "--checkpoint", tiny_weights, *synthetic_args(num_clips=5), "--kind", "global", "--kind", "pooled",
-                   "--kind", "patches", "--batch-size", "2", "--out", str(out)])
+    result = _run(
+        [
+            "embed",
+            "--checkpoint",
+            tiny_weights,
+            *synthetic_args(num_clips=5),
+            "--kind",
+            "global",
+            "--kind",
+            "pooled",
+            "--kind",
+            "patches",
+            "--batch-size",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert "wrote 5 clips" in result.stdout
     arrays, ids = read_embeddings(str(out))
     assert ids == [f"test-{i:06d}" for i in range(5)]
@@ -172,8 +296,21 @@ def test_embed_single_frame_and_memory_filesystem(tiny_weights):
     from cavkit.pictures.export import read_embeddings
 
     uri = "memory://pictures-test/emb.npz"
-    _run(["embed", "--checkpoint", tiny_weights, *synthetic_args(num_clips=3), "--single-frame", "--modality", "visual",
-          "--dtype", "float16", "--out", uri])
+    _run(
+        [
+            "embed",
+            "--checkpoint",
+            tiny_weights,
+            *synthetic_args(num_clips=3),
+            "--single-frame",
+            "--modality",
+            "visual",
+            "--dtype",
+            "float16",
+            "--out",
+            uri,
+        ]
+    )
     arrays, ids = read_embeddings(uri)
     assert set(arrays) == {"visual_pooled"} and arrays["visual_pooled"].shape == (3, 32)
     assert arrays["visual_pooled"].dtype == np.float16 and len(ids) == 3
@@ -194,10 +331,10 @@ def test_report_draws_curves_and_one_page_html(tiny_run, tmp_path):
     assert width >= 400 and height >= 300
     page = (out / "index.html").read_text()
     assert page.count("data:image/png;base64,") == len(curves)
-    assert "type: cav_mae_sync" in page and "norm_pix_loss: false" in page        # recipe
-    assert "cavkit" in page and "torch" in page                                     # versions
+    assert "type: cav_mae_sync" in page and "norm_pix_loss: false" in page  # recipe
+    assert "cavkit" in page and "torch" in page  # versions
     assert "R@1" in page and "eval/retrieval/diagonal_mean/audio_to_visual" in page  # retrieval table
-    assert "train/loss" in page                                                     # final metrics
+    assert "train/loss" in page  # final metrics
 
 
 def test_report_default_folder_and_bad_run_dir(tiny_run, tmp_path):

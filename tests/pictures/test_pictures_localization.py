@@ -44,7 +44,8 @@ objectives:
   - {{type: mae, weight: 1.0, norm_pix_loss: false}}
   - {{type: infonce, weight: 1.0}}
 data:
-  train: {{type: synthetic, layout: sync, mode: train, num_clips: 256, split: train, image_size: 64, segment_length: 64}}
+  train: {{type: synthetic, layout: sync, mode: train, num_clips: 256, split: train, image_size: 64,
+          segment_length: 64}}
 trainer:
   max_steps: 200
   batch_size: 32
@@ -63,11 +64,25 @@ def test_a_briefly_trained_model_localizes_better_than_the_centre_prior(tmp_path
     result = run_cli(["train", str(recipe), "--device", "cpu"])
     assert result.exit_code == 0, result.stderr[-3000:]
     out = tmp_path / "loc"
-    result = run_cli([
-        "localize", "--checkpoint", str(tmp_path / "run" / "weights" / "final.safetensors"),
-        "--dataset-type", "synthetic", "--data=layout=sync", "--data=split=test", "--data=num_clips=16",
-        "--data=image_size=64", "--data=segment_length=64", "--num-clips", "16", "--score-only", "--out", str(out),
-    ])
+    result = run_cli(
+        [
+            "localize",
+            "--checkpoint",
+            str(tmp_path / "run" / "weights" / "final.safetensors"),
+            "--dataset-type",
+            "synthetic",
+            "--data=layout=sync",
+            "--data=split=test",
+            "--data=num_clips=16",
+            "--data=image_size=64",
+            "--data=segment_length=64",
+            "--num-clips",
+            "16",
+            "--score-only",
+            "--out",
+            str(out),
+        ]
+    )
     assert result.exit_code == 0, result.stderr[-3000:]
     scores = json.loads((out / "scores.json").read_text())
     model, prior = scores["audio_centred"], scores["centre_prior"]
@@ -97,7 +112,9 @@ def test_centring_removes_the_shared_audio_component():
         r, col = divmod(cell, 4)
         mask[0, r * 8 : r * 8 + 8, col * 8 : col * 8 + 8] = True
         masks.append(mask)
-        clips.append(ClipEmbedding(f"c{c}", audio, patches, grid, [torch.zeros(size, size, 3).numpy()], [0], mask, "pooled"))
+        clips.append(
+            ClipEmbedding(f"c{c}", audio, patches, grid, [torch.zeros(size, size, 3).numpy()], [0], mask, "pooled")
+        )
     gt = torch.cat(masks)
     plain = torch.cat([clip_maps(c) for c in clips])
     centred = torch.cat([clip_maps(c, mean_audio(clips)) for c in clips])

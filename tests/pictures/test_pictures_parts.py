@@ -66,7 +66,9 @@ def test_pasted_reconstruction_keeps_visible_patches():
     out = _fake_output(audio, image)
     res = compose_inpainting(audio, image, out)
     keep = res.image_mask == 0
-    assert torch.equal(res.image_pasted.masked_select(keep.expand_as(image)), image.masked_select(keep.expand_as(image)))
+    assert torch.equal(
+        res.image_pasted.masked_select(keep.expand_as(image)), image.masked_select(keep.expand_as(image))
+    )
     assert res.image_masked.masked_select(~keep.expand_as(image)).eq(0).all()
     removed = res.fbank_mask == 1
     assert torch.equal(res.fbank_pasted[~removed], audio[~removed])
@@ -138,7 +140,10 @@ def test_centre_prior_wins_only_on_centred_objects():
 def test_embedding_files_roundtrip(tmp_path, suffix, root):
     base = str(tmp_path) if root == "local" else root
     uri = f"{base}/sub/emb.{suffix}"
-    arrays = {"audio_pooled": np.random.randn(3, 5).astype(np.float32), "visual_patches": np.random.randn(3, 4, 5).astype(np.float16)}
+    arrays = {
+        "audio_pooled": np.random.randn(3, 5).astype(np.float32),
+        "visual_patches": np.random.randn(3, 4, 5).astype(np.float16),
+    }
     ids = ["a", "clip b", "ü"]
     export.write_embeddings(uri, arrays, ids)
     back, back_ids = export.read_embeddings(uri)

@@ -55,7 +55,12 @@ def test_curves_and_html(tmp_path):
             curves=curves,
             recipe_text="model: {type: cav_mae}",
             versions={"cavkit": "0.1.0", "torch": "2.11"},
-            results={"retrieval": {"audio_to_visual": {"R@1": 12.5, "R@5": 40.0}, "visual_to_audio": {"R@1": 10.0, "R@5": 33.0}}},
+            results={
+                "retrieval": {
+                    "audio_to_visual": {"R@1": 12.5, "R@5": 40.0},
+                    "visual_to_audio": {"R@1": 10.0, "R@5": 33.0},
+                }
+            },
         )
     )
     assert page.count("data:image/png;base64,") == 2
