@@ -139,6 +139,8 @@ class Trainer:
         self.device = dist.device
         if self.cfg.precision == "fp16" and self.device.type != "cuda":
             raise UsageError("trainer.precision fp16 needs a CUDA device; use bf16 (or fp32) on CPU")
+        if self.cfg.cpu_threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(self.cfg.cpu_threads)
         self.seed = recipe.seed
         torch.manual_seed(derive_seed(self.seed, dist.rank, 5))
         import numpy as np

@@ -89,6 +89,7 @@ class TrainerConfig:
     max_steps: int | None = param(None, help="stop after this many optimiser steps (overrides epochs)", validator=at_least(1))
     batch_size: int = param(8, help="batch size per device and micro-batch", validator=at_least(1))
     num_workers: int = param(0, help="DataLoader workers per device", validator=at_least(0))
+    cpu_threads: int | None = param(None, help="intra-op threads when training on CPU (default: torch's choice); 1 suits small models on busy machines", validator=at_least(1))
     precision: Literal["fp32", "bf16", "fp16"] = param("fp32", help="autocast precision (fp16 adds a gradient scaler)")
     grad_accum: int = param(1, help="micro-batches per optimiser step", validator=at_least(1))
     clip_grad: float | None = param(None, help="clip the gradient norm to this value", validator=at_least(0.0))
