@@ -15,7 +15,9 @@ For every strategy this measures, in one process:
 
 It also times the bare ``[N*K, D] x [D, N*K]`` matrix product, the floor for ``max``.
 Targets on 2 CPU cores: diagonal_mean + diagonal_max + mean (both directions) under 2 s together;
-max within 1.3x of the bare product. Run: ``python bench/retrieval.py [--n 1545] [--repeats 3]``; ``--only diagonal_mean,diagonal_max,mean``
+max within 1.3x of the bare product.
+
+Run: ``python bench/retrieval.py [--n 1545] [--repeats 3]``; ``--only diagonal_mean,diagonal_max,mean``
 skips the slow ``max`` and the bare product.
 """
 
