@@ -195,3 +195,12 @@ def test_incompatible_widths_are_usage_errors():
     with pytest.raises(UsageError, match="divisible by 4, got 18"):
         build_model_node({"type": "classifier", "audio_length": 32, "image_size": 32, "embed_dim": 18,
                           "encoder": {"num_heads": 2}}).build()
+
+
+def test_pretraining_forward_compiles_without_graph_breaks():
+    """torch.compile sees one graph (no data-dependent Python control flow in the model)."""
+    import torch._dynamo
+
+    model = build_model_node({"type": "cav_mae_sync", **TINY, **TINY_DECODER}).build()
+    explanation = torch._dynamo.explain(model)(torch.randn(2, 64, 128), torch.randn(2, 3, 32, 32))
+    assert explanation.graph_break_count == 0, [r.reason for r in explanation.break_reasons]
