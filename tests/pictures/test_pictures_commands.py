@@ -342,3 +342,20 @@ def test_report_default_folder_and_bad_run_dir(tiny_run, tmp_path):
     assert (tiny_run / "report" / "index.html").exists()
     result = run_cli(["report", str(tmp_path)])
     assert result.exit_code == 2 and "run directory" in result.stderr
+
+
+def test_report_embeds_pictures_found_in_the_run(tiny_run, tiny_weights, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    _run(
+        ["inpaint", "--checkpoint", tiny_weights, *synthetic_args(), "--num-clips", "2", "--out", str(run / "pictures")]
+    )
+    _run(["report", str(run)])
+    page = (run / "report" / "index.html").read_text()
+    curves = list((run / "report" / "curves").glob("*.png"))
+    assert page.count("data:image/png;base64,") == len(curves) + 2
+    assert "pictures/test-000001_unstructured_a0.75_v0.75.png" in page
+    _run(["report", str(run)])  # a second report does not pick up the first one's curves
+    assert (run / "report" / "index.html").read_text().count("data:image/png;base64,") == len(curves) + 2
