@@ -116,7 +116,7 @@ def format_retrieval(metrics: dict[str, float], strategy: str) -> str:
 
 
 class Trainer:
-    """Trains one recipe. Build with :meth:`from_recipe`, then call :meth:`fit`.
+    """Trains one recipe: ``Trainer(recipe, run_dir=..., dist=...).fit(resume=None | "latest" | uri)``.
 
     :param recipe: a validated :class:`cavkit.recipe.schema.Recipe`.
     :param run_dir: the run directory URI (``{recipe}`` already filled in).
@@ -195,7 +195,6 @@ class Trainer:
             self.plan = GlobalBatchPlan(len(self.train_set), self.global_batch, self.seed, weights)
             self.steps_per_epoch = self.plan.steps_per_epoch
         self.total_steps = self.cfg.max_steps or self.cfg.epochs * self.steps_per_epoch
-        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
 
         named = list(self.model.named_parameters())
         named += [(f"objectives.{n}", p) for n, p in self.train_step.objectives.named_parameters()]
@@ -222,11 +221,6 @@ class Trainer:
         self.last_checkpoint: str | None = None
         self.logger: RunLogger | NullLogger = NullLogger()
         self.result: dict[str, Any] = {}
-
-    # ---------------------------------------------------------------------------------------------
-    @classmethod
-    def from_recipe(cls, recipe: Any, *, run_dir: str, dist: DistInfo, **kwargs: Any) -> "Trainer":
-        return cls(recipe, run_dir=run_dir, dist=dist, **kwargs)
 
     def recipe_yaml(self) -> str:
         import yaml

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import pytest
 import torch
@@ -33,7 +32,6 @@ def test_crash_mid_write_leaves_no_valid_looking_file(tmp_path: Path, monkeypatc
     ckpt.save_object({"format": ckpt.FORMAT, "version": 1, "w": torch.ones(1000)}, good)
     before = Path(good).read_bytes()
 
-    calls = {"n": 0}
     real = ckpt._write_chunks
 
     def crash_after_first_chunk(handle, data):
