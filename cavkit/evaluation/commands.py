@@ -229,9 +229,10 @@ def build_strategy(name: str, recipe=None, params: dict[str, Any] | None = None)
     host = _host()
     data: dict[str, Any] = {"type": name}
     if recipe is not None and recipe.retrieval is not None:
-        own = unstructure(recipe.retrieval)
-        if own["type"] == name:
-            data = own
+        # A plugin's strategy may be named bare (soft_alignment) or qualified (cavkit-siglip/soft_alignment).
+        spec = recipe.retrieval.spec
+        if name in (spec.name, spec.qualified_id):
+            data = unstructure(recipe.retrieval)
     data.update(params or {})
     node, problems = structure_node(
         "retrieval_strategy", data, registry=host.registry, path="retrieval", failed_plugins=host.failed_names()
