@@ -10,6 +10,7 @@ import sys
 from importlib import metadata
 
 import pytest
+import torch
 
 from cavkit.errors import RecipeError
 from cavkit.recipe import load_recipe
@@ -129,3 +130,30 @@ def test_recipe_with_the_plugin_blocked_fails_from_the_command_line(tmp_path):
     assert "Traceback" not in checked.stderr
     assert "cavkit-siglip 0.1.0 is installed but its cavkit plugin is not loaded" in checked.stderr
     assert "unknown objective 'siglip'" in checked.stderr
+
+
+def test_eval_retrieval_applies_the_recipes_strategy_parameters(host, tmp_path):
+    """`cavkit eval retrieval` on saved features: soft_alignment with window 0 scores like diagonal_mean."""
+    import torch.nn.functional as F
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(0)
+    audio = F.normalize(torch.randn(12, 4, 8, generator=gen), dim=-1)
+    visual = F.normalize(audio + 0.8 * torch.randn(12, 4, 8, generator=gen), dim=-1)
+    features = tmp_path / "features.safetensors"
+    save_file({"audio": audio, "visual": visual}, str(features),
+              metadata={"clip_ids": json.dumps([str(i) for i in range(12)]), "embedding": "global", "format": "cavkit-features/1"})
+    recipe = tmp_path / "siglip.yaml"
+    recipe.write_text(RECIPE)
+
+    def table(*extra):
+        result = run_cli(["eval", "retrieval", str(recipe), "--features", str(features), *extra], host=host)
+        assert result.exit_code == 0, result.stderr
+        return {tuple(line.split()[:2]): line.split()[2:] for line in result.stdout.splitlines()
+                if line.startswith(("soft_alignment", "diagonal_mean"))}
+
+    rows = table("--strategy", "soft_alignment,diagonal_mean", "--set", "retrieval.window=0")
+    for direction in ("audio->visual", "visual->audio"):
+        assert rows[("soft_alignment", direction)] == rows[("diagonal_mean", direction)]
+    widened = table("--strategy", "soft_alignment")  # the recipe's window: 2
+    assert widened[("soft_alignment", "audio->visual")] != rows[("soft_alignment", "audio->visual")]
