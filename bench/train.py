@@ -6,9 +6,11 @@
     python bench/train.py --gpu                 # only the GPU section: samples/s, MFU, GPU memory
 
 For each configuration the same model, objectives and synthetic data are trained twice in one
-process: through :class:`cavkit.engine.trainer.Trainer` (data loading, per-item seeding, logging,
-non-finite guard included) and through a bare loop (pre-collated batches, forward, backward, Adam
-step). ``engine/plain`` is the ratio of their samples/s (1.00 = no engine overhead). Each
+process: through :class:`cavkit.engine.trainer.Trainer` (data order, per-item seeding, masking
+noise, logging, non-finite guard included) and through a bare hand-written loop (a shuffling
+DataLoader, forward, backward, Adam step). The synthetic clips are generated once beforehand, so
+both time training, not data synthesis. ``engine/plain`` is the ratio of their samples/s
+(1.00 = no engine overhead). Each
 configuration runs in a fresh subprocess so that peak RSS (CPU) is its own. Timings on a shared
 machine are noisy; compare ratios, not absolute numbers, across machines.
 
@@ -53,7 +55,7 @@ def run_one(name: str, *, batch: int | None, steps: int, device: str, precision:
     import torch
     from torch.utils.data import default_collate
 
-    from cavkit.engine.data import SeededItems
+    from torch.utils.data import DataLoader
     from cavkit.engine.dist import DistInfo
     from cavkit.engine.trainer import Trainer
     from cavkit.recipe import load_recipe
@@ -78,8 +80,7 @@ def run_one(name: str, *, batch: int | None, steps: int, device: str, precision:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(recipe, run_dir=tmp, dist=dist, argv=["bench"])
         # generate (and cache) the synthetic clips first: the bench times training, not data synthesis
-        needed = min(len(trainer.train_set), trainer.global_batch * (steps + 1))
-        for index in trainer.plan.epoch_order(0)[:needed].tolist():
+        for index in range(len(trainer.train_set)):
             trainer.train_set[index]
         stamps: list[float] = []
 
@@ -106,10 +107,13 @@ def run_one(name: str, *, batch: int | None, steps: int, device: str, precision:
     weights = [n.weight for n in recipe.objectives]
     params = list(model.parameters()) + [p for o in objectives for p in o.parameters()]
     opt = torch.optim.Adam(params, lr=recipe.trainer.optimizer.lr, betas=tuple(recipe.trainer.optimizer.betas))
-    items = SeededItems(dataset)
     b = recipe.trainer.batch_size
-    batches = [default_collate([items[(i * b + j, j)] for j in range(b)]) for i in range(steps + 1)]
-    batches = [{k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in x.items()} for x in batches]
+    # a typical hand-written loop: a shuffling DataLoader over the same (cached) clips
+    loader = iter(DataLoader(dataset, batch_size=b, shuffle=True, drop_last=True, collate_fn=default_collate,
+                             generator=torch.Generator().manual_seed(0)))
+
+    def next_batch():
+        return {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in next(loader).items()}
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     def plain_step(batch):
@@ -120,13 +124,14 @@ def run_one(name: str, *, batch: int | None, steps: int, device: str, precision:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    plain_step(batches[0])
+    first = next_batch()
+    plain_step(first)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    for batch in batches[1:]:
-        plain_step(batch)
+    for _ in range(steps):
+        plain_step(next_batch())
     if dev.type == "cuda":
         torch.cuda.synchronize()
     per_step = (time.perf_counter() - start) / steps
@@ -136,7 +141,7 @@ def run_one(name: str, *, batch: int | None, steps: int, device: str, precision:
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as counter:
-            plain_step(batches[0])
+            plain_step(first)
         flops = counter.get_total_flops()
         name_gpu = torch.cuda.get_device_name()
         peak = peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name_gpu), None)
