@@ -3,7 +3,15 @@
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(autouse=True)
+def _one_cpu_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
