@@ -13,6 +13,7 @@ by default 989 for H100/H200 dense bf16).
 
     python bench/model_step.py                      # CPU, batch 2, both models
     python bench/model_step.py --models cav_mae --batch 4 --steps 5
+    python bench/model_step.py --tiny --accelerator-paths   # check the script, incl. the GPU-only table, in seconds
 """
 
 from __future__ import annotations
@@ -36,9 +37,15 @@ from cavkit.objectives.mae import MAELoss
 MODELS = ("cav_mae", "cav_mae_sync")
 
 
+#: a tiny configuration for checking this script itself (``--tiny``); not a benchmark
+TINY = {"embed_dim": 64, "audio_length": 96, "image_size": 64, "encoder": {"depth": 2, "num_heads": 4},
+        "decoder": {"embed_dim": 64, "depth": 1, "num_heads": 4}}
+_TINY = False
+
+
 def build(name: str, attn_impl: str, device: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model_node({"type": name}).build().to(device)
+    model = build_model_node({"type": name, **(TINY if _TINY else {})}).build().to(device)
     set_attn_impl(model, attn_impl)
     return model.train()
 
@@ -134,7 +141,7 @@ def measure_memory_child(args) -> None:
 
 def peak_memory(name: str, attn: str, args, autocast: str = "") -> float:
     cmd = [sys.executable, __file__, "--child-model", name, "--child-attn", attn, "--batch", str(args.batch),
-           "--device", args.device]
+           "--device", args.device] + (["--tiny"] if args.tiny else [])
     if autocast:
         cmd += ["--child-autocast", autocast]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ))
@@ -159,10 +166,15 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak for MFU (bf16 dense)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-build memory children")
     parser.add_argument("--memory-only", action="store_true", help="only measure step memory (no timing)")
+    parser.add_argument("--tiny", action="store_true", help="tiny models, to check the script quickly")
+    parser.add_argument("--accelerator-paths", action="store_true",
+                        help="also run the bf16 / torch.compile / MFU table on a non-CUDA device (checks the script)")
     parser.add_argument("--child-model", help=argparse.SUPPRESS)
     parser.add_argument("--child-attn", help=argparse.SUPPRESS)
     parser.add_argument("--child-autocast", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global _TINY
+    _TINY = args.tiny
     if args.child_model:
         measure_memory_child(args)
         return
@@ -194,13 +206,13 @@ def main() -> None:
             unit = "peak resident set above the model" if device == "cpu" else "peak allocated above weights"
             print(f"  step memory ({unit}): eager {mem['eager']:.0f} MiB, sdpa {mem['sdpa']:.0f} MiB, "
                   f"ratio x{mem['eager'] / max(mem['sdpa'], 1e-9):.2f}")
-        if device == "cuda":
-            gpu_paths(name, builds, audio, image, args)
+        if device == "cuda" or args.accelerator_paths:
+            accelerator_paths(name, builds, audio, image, args)
         del builds, steps
 
 
-def gpu_paths(name: str, builds, audio, image, args) -> None:
-    """bf16 autocast, torch.compile, samples/s and MFU (CUDA only)."""
+def accelerator_paths(name: str, builds, audio, image, args) -> None:
+    """bf16 autocast, torch.compile, samples/s and MFU (run on CUDA; ``--accelerator-paths`` elsewhere)."""
     flops = step_flops(builds["sdpa"], name, audio, image)
     rows = []
     for label, attn, autocast, compiled in (
@@ -215,10 +227,11 @@ def gpu_paths(name: str, builds, audio, image, args) -> None:
         step = step_fn(target, name, audio, image, autocast=autocast)
         for _ in range(3 if compiled else 1):
             step()
-        t = statistics.median(time_steps(step, "cuda", max(args.steps, 5)))
+        t = statistics.median(time_steps(step, args.device, max(args.steps, 5)))
         rows.append((label, t))
     base = rows[0][1]
-    print(f"  GPU ({torch.cuda.get_device_name()}), {flops / 1e12:.3f} TFLOP per step:")
+    where = torch.cuda.get_device_name() if args.device == "cuda" else args.device
+    print(f"  {where}: {flops / 1e9:.1f} GFLOP per step (MFU against {args.peak_tflops:g} TFLOP/s):")
     for label, t in rows:
         mfu = flops / t / (args.peak_tflops * 1e12)
         print(f"    {label:<22} {t * 1e3:8.1f} ms  {args.batch / t:8.1f} samples/s  MFU {mfu * 100:5.1f}%  x{base / t:.2f}")
