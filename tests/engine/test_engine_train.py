@@ -170,3 +170,18 @@ def test_fp16_on_cpu_is_a_clear_usage_error(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="fp16 needs a CUDA device"):
         h.make_trainer(h.tiny_recipe(trainer={"precision": "fp16"}), str(tmp_path / "run"), tmp_path)
+
+
+def test_validation_losses_each_epoch_are_reproducible(tmp_path: Path) -> None:
+    data = h.tiny_recipe(data={"val": {"type": "engine_tiny_data", "num_items": 10, "augment": False}},
+                         trainer={"epochs": 2, "eval_batch_size": 4})
+    records = []
+    for name in ("a", "b"):
+        h.make_trainer(data, str(tmp_path / name), tmp_path / f"r{name}").fit()
+        lines = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        records.append([x for x in lines if x["kind"] == "epoch"])
+    first = records[0]
+    assert [r["epoch"] for r in first] == [1, 2]
+    assert {"val/loss", "val/loss/engine_tiny_mse", "val/loss/engine_tiny_nce"} <= set(first[0])
+    assert first[0]["val/loss"] != first[1]["val/loss"]
+    assert [r["val/loss"] for r in records[0]] == [r["val/loss"] for r in records[1]]
