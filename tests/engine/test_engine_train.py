@@ -185,3 +185,15 @@ def test_validation_losses_each_epoch_are_reproducible(tmp_path: Path) -> None:
     assert {"val/loss", "val/loss/engine_tiny_mse", "val/loss/engine_tiny_nce"} <= set(first[0])
     assert first[0]["val/loss"] != first[1]["val/loss"]
     assert [r["val/loss"] for r in records[0]] == [r["val/loss"] for r in records[1]]
+
+
+def test_cli_non_finite_loss_exits_with_the_message(tmp_path: Path) -> None:
+    from cavkit.testing import run_cli
+
+    recipe = tmp_path / "nan.yaml"
+    recipe.write_text(yaml.safe_dump(h.tiny_recipe(
+        objectives=[{"type": "engine_tiny_mse"}, {"type": "engine_nan_after", "calls": 2}], trainer={"epochs": 1})))
+    result = run_cli(["train", str(recipe), "--run-dir", str(tmp_path / "run")], host=h.host())
+    assert result.exit_code == 1
+    assert "non-finite loss at step 3" in result.stderr and "engine_nan_after" in result.stderr
+    assert "Traceback" not in result.stderr
