@@ -38,8 +38,13 @@ MODELS = ("cav_mae", "cav_mae_sync")
 
 
 #: a tiny configuration for checking this script itself (``--tiny``); not a benchmark
-TINY = {"embed_dim": 64, "audio_length": 96, "image_size": 64, "encoder": {"depth": 2, "num_heads": 4},
-        "decoder": {"embed_dim": 64, "depth": 1, "num_heads": 4}}
+TINY = {
+    "embed_dim": 64,
+    "audio_length": 96,
+    "image_size": 64,
+    "encoder": {"depth": 2, "num_heads": 4},
+    "decoder": {"embed_dim": 64, "depth": 1, "num_heads": 4},
+}
 _TINY = False
 
 
@@ -140,8 +145,18 @@ def measure_memory_child(args) -> None:
 
 
 def peak_memory(name: str, attn: str, args, autocast: str = "") -> float:
-    cmd = [sys.executable, __file__, "--child-model", name, "--child-attn", attn, "--batch", str(args.batch),
-           "--device", args.device] + (["--tiny"] if args.tiny else [])
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child-model",
+        name,
+        "--child-attn",
+        attn,
+        "--batch",
+        str(args.batch),
+        "--device",
+        args.device,
+    ] + (["--tiny"] if args.tiny else [])
     if autocast:
         cmd += ["--child-autocast", autocast]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ))
@@ -167,8 +182,11 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the per-build memory children")
     parser.add_argument("--memory-only", action="store_true", help="only measure step memory (no timing)")
     parser.add_argument("--tiny", action="store_true", help="tiny models, to check the script quickly")
-    parser.add_argument("--accelerator-paths", action="store_true",
-                        help="also run the bf16 / torch.compile / MFU table on a non-CUDA device (checks the script)")
+    parser.add_argument(
+        "--accelerator-paths",
+        action="store_true",
+        help="also run the bf16 / torch.compile / MFU table on a non-CUDA device (checks the script)",
+    )
     parser.add_argument("--child-model", help=argparse.SUPPRESS)
     parser.add_argument("--child-attn", help=argparse.SUPPRESS)
     parser.add_argument("--child-autocast", default="", help=argparse.SUPPRESS)
@@ -180,12 +198,16 @@ def main() -> None:
         return
 
     device = args.device
-    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} batch={args.batch} steps={args.steps}")
+    print(
+        f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} batch={args.batch} steps={args.steps}"
+    )
     for name in args.models:
         if args.memory_only:
             mem = {attn: peak_memory(name, attn, args) for attn in ("eager", "sdpa")}
-            print(f"\n{name}: step memory eager {mem['eager']:.0f} MiB, sdpa {mem['sdpa']:.0f} MiB, "
-                  f"ratio x{mem['eager'] / max(mem['sdpa'], 1e-9):.2f}")
+            print(
+                f"\n{name}: step memory eager {mem['eager']:.0f} MiB, sdpa {mem['sdpa']:.0f} MiB, "
+                f"ratio x{mem['eager'] / max(mem['sdpa'], 1e-9):.2f}"
+            )
             continue
         builds = {attn: build(name, attn, device) for attn in ("sdpa", "eager")}
         builds["eager"].load_state_dict(builds["sdpa"].state_dict())
@@ -204,8 +226,10 @@ def main() -> None:
         if not args.no_memory:
             mem = {attn: peak_memory(name, attn, args) for attn in ("eager", "sdpa")}
             unit = "peak resident set above the model" if device == "cpu" else "peak allocated above weights"
-            print(f"  step memory ({unit}): eager {mem['eager']:.0f} MiB, sdpa {mem['sdpa']:.0f} MiB, "
-                  f"ratio x{mem['eager'] / max(mem['sdpa'], 1e-9):.2f}")
+            print(
+                f"  step memory ({unit}): eager {mem['eager']:.0f} MiB, sdpa {mem['sdpa']:.0f} MiB, "
+                f"ratio x{mem['eager'] / max(mem['sdpa'], 1e-9):.2f}"
+            )
         if device == "cuda" or args.accelerator_paths:
             accelerator_paths(name, builds, audio, image, args)
         del builds, steps
@@ -234,7 +258,9 @@ def accelerator_paths(name: str, builds, audio, image, args) -> None:
     print(f"  {where}: {flops / 1e9:.1f} GFLOP per step (MFU against {args.peak_tflops:g} TFLOP/s):")
     for label, t in rows:
         mfu = flops / t / (args.peak_tflops * 1e12)
-        print(f"    {label:<22} {t * 1e3:8.1f} ms  {args.batch / t:8.1f} samples/s  MFU {mfu * 100:5.1f}%  x{base / t:.2f}")
+        print(
+            f"    {label:<22} {t * 1e3:8.1f} ms  {args.batch / t:8.1f} samples/s  MFU {mfu * 100:5.1f}%  x{base / t:.2f}"
+        )
     mem = peak_memory(name, "sdpa", args, autocast="bf16")
     print(f"    sdpa bf16 step memory: {mem:.0f} MiB")
 

@@ -23,4 +23,4 @@ from cavkit.checkpoints.convert import convert
 from cavkit.checkpoints.load import init_from_checkpoint, load_model, read_checkpoint
 from cavkit.interfaces import Embeddings, ModelOutput
 
-__all__ = ["load_model", "convert", "init_from_checkpoint", "read_checkpoint", "Embeddings", "ModelOutput"]
+__all__ = ["Embeddings", "ModelOutput", "convert", "init_from_checkpoint", "load_model", "read_checkpoint"]

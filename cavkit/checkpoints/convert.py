@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import io
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import yaml
@@ -65,7 +65,9 @@ def upstream_state_dict(model: torch.nn.Module, *, prefix: str = K.DATAPARALLEL_
     for k, v in model.state_dict().items():
         up = K.cavkit_to_upstream(k)
         if up is None:
-            raise UsageError(f"parameter {k!r} has no upstream equivalent; this model cannot be exported to the upstream layout")
+            raise UsageError(
+                f"parameter {k!r} has no upstream equivalent; this model cannot be exported to the upstream layout"
+            )
         out[up] = v.detach().cpu().clone()
     return {prefix + k: out[k] for k in sorted(out, key=K.upstream_order)}
 

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from cavkit.errors import CheckpointError
 
 ENCODER_HEAD_DIM = 64
 DECODER_HEAD_DIM = 32
 
-_REQUIRED = ("pos_embed_a", "pos_embed_v", "patch_embed_a.proj.weight", "patch_embed_v.proj.weight", "blocks_u.0.attn.qkv.weight")
+_REQUIRED = (
+    "pos_embed_a",
+    "pos_embed_v",
+    "patch_embed_a.proj.weight",
+    "patch_embed_v.proj.weight",
+    "blocks_u.0.attn.qkv.weight",
+)
 
 
 def _count(keys, prefix: str) -> int:
@@ -60,7 +67,7 @@ def infer_model_node(state: Mapping[str, Any], *, source: str = "checkpoint") ->
             f"{source}: not a CAV-MAE or CAV-MAE Sync checkpoint: missing {', '.join(missing)}; "
             f"it holds {describe_keys(state)}"
         )
-    shape = lambda k: tuple(state[k].shape)  # noqa: E731
+    shape = lambda k: tuple(state[k].shape)
     conv_a = shape("patch_embed_a.proj.weight")
     conv_v = shape("patch_embed_v.proj.weight")
     embed_dim, patch = conv_a[0], conv_a[-1]
@@ -69,7 +76,9 @@ def infer_model_node(state: Mapping[str, Any], *, source: str = "checkpoint") ->
     mel_rows = 128 // patch
     side = math.isqrt(num_visual)
     if num_audio % mel_rows or side * side != num_visual:
-        raise CheckpointError(f"{source}: unexpected position-embedding shapes {shape('pos_embed_a')} / {shape('pos_embed_v')}")
+        raise CheckpointError(
+            f"{source}: unexpected position-embedding shapes {shape('pos_embed_a')} / {shape('pos_embed_v')}"
+        )
     keys = list(state)
     has_globals = "cls_token_a" in state
     registers = shape("register_tokens")[0] // 2 if "register_tokens" in state else 0
@@ -109,6 +118,8 @@ def infer_model_node(state: Mapping[str, Any], *, source: str = "checkpoint") ->
         "embed_dim": dec_dim,
         "depth": _count(keys, "decoder_blocks"),
         "num_heads": _heads(dec_dim, DECODER_HEAD_DIM),
-        "mlp_ratio": shape("decoder_blocks.0.mlp.fc1.weight")[0] / dec_dim if "decoder_blocks.0.mlp.fc1.weight" in state else 4.0,
+        "mlp_ratio": shape("decoder_blocks.0.mlp.fc1.weight")[0] / dec_dim
+        if "decoder_blocks.0.mlp.fc1.weight" in state
+        else 4.0,
     }
     return node

@@ -49,7 +49,9 @@ DATAPARALLEL_PREFIX = "module."
 
 def strip_dataparallel(keys_or_dict):
     """Remove the ``module.`` prefix that every official checkpoint carries (spec §4.1)."""
-    return {(k[len(DATAPARALLEL_PREFIX):] if k.startswith(DATAPARALLEL_PREFIX) else k): v for k, v in keys_or_dict.items()}
+    return {
+        (k.removeprefix(DATAPARALLEL_PREFIX)): v for k, v in keys_or_dict.items()
+    }
 
 
 def upstream_to_cavkit(key: str) -> str | None:

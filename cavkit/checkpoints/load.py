@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 import torch
 import yaml
 
-from cavkit.config import ComponentNode, component, structure
-from cavkit.errors import CheckpointError
 from cavkit.checkpoints import keys as K
 from cavkit.checkpoints.infer import check_heads, describe_keys, infer_model_node
+from cavkit.config import ComponentNode, component, structure
+from cavkit.errors import CheckpointError
 
 CAVKIT_FORMAT = "cavkit.model"
 _CAVKIT_PARTS = ("audio_tokenizer.", "visual_tokenizer.", "encoder.", "decoder.", "head.")
@@ -52,7 +53,9 @@ def _read_bytes(uri: str) -> bytes:
     except FileNotFoundError:
         raise CheckpointError(f"{uri}: checkpoint file not found") from None
     except IsADirectoryError:
-        raise CheckpointError(f"{uri}: is a directory, expected a checkpoint file (.pth, .pt or .safetensors)") from None
+        raise CheckpointError(
+            f"{uri}: is a directory, expected a checkpoint file (.pth, .pt or .safetensors)"
+        ) from None
     if not data:
         raise CheckpointError(f"{uri}: the file is empty, expected a checkpoint")
     return data
@@ -70,7 +73,9 @@ def _load_safetensors(uri: str, data: bytes) -> tuple[dict[str, torch.Tensor], d
 
     header_len = int.from_bytes(data[:8], "little")
     if len(data) < 8 + header_len:
-        raise CheckpointError(f"{uri}: truncated safetensors file (header says {header_len} bytes, file has {len(data) - 8})")
+        raise CheckpointError(
+            f"{uri}: truncated safetensors file (header says {header_len} bytes, file has {len(data) - 8})"
+        )
     try:
         meta = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
         return load(data), meta
@@ -89,8 +94,15 @@ def _torch_load(uri: str, data: bytes) -> Any:
                 f"{uri}: the file holds Python objects other than tensors; cavkit loads checkpoints with "
                 "weights_only=True and never runs code from a file (save a plain state_dict instead)"
             ) from None
-        if data[:2] == b"PK" or "central directory" in text or "PytorchStreamReader" in text or isinstance(exc, EOFError):
-            raise CheckpointError(f"{uri}: truncated or corrupt checkpoint (not a complete PyTorch file: {first})") from None
+        if (
+            data[:2] == b"PK"
+            or "central directory" in text
+            or "PytorchStreamReader" in text
+            or isinstance(exc, EOFError)
+        ):
+            raise CheckpointError(
+                f"{uri}: truncated or corrupt checkpoint (not a complete PyTorch file: {first})"
+            ) from None
         raise CheckpointError(
             f"{uri}: not a PyTorch checkpoint or safetensors file; expected an official CAV-MAE .pth or a "
             f"cavkit .safetensors ({type(exc).__name__}: {first[:200]})"
@@ -98,7 +110,11 @@ def _torch_load(uri: str, data: bytes) -> Any:
 
 
 def _tensor_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    return (
+        isinstance(obj, Mapping)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def _layout(state: Mapping[str, Any], uri: str) -> str:
@@ -124,7 +140,7 @@ def _node_from_recipe_text(text: str, uri: str) -> dict[str, Any]:
 def _sidecar_recipe(uri: str) -> str | None:
     import fsspec
 
-    stem = uri[: -len(".safetensors")] if uri.endswith(".safetensors") else uri
+    stem = uri.removesuffix(".safetensors")
     for candidate in (f"{stem}.yaml", f"{stem}.recipe.yaml"):
         try:
             with fsspec.open(candidate, "r") as fh:
@@ -153,7 +169,9 @@ def read_checkpoint(uri: str) -> CheckpointContents:
             if isinstance(obj.get("recipe"), str):
                 node = _node_from_recipe_text(obj["recipe"], uri)
         elif isinstance(obj, Mapping) and not _tensor_dict(obj):
-            inner = next((obj[k] for k in ("state_dict", "model", "model_state_dict") if _tensor_dict(obj.get(k))), None)
+            inner = next(
+                (obj[k] for k in ("state_dict", "model", "model_state_dict") if _tensor_dict(obj.get(k))), None
+            )
             state = inner
         else:
             state = obj
@@ -178,15 +196,17 @@ def build_model_node(data: Mapping[str, Any], *, source: str = "model") -> Compo
     from cavkit.plugins import get_plugin_host
 
     host = get_plugin_host()
-    slot, problems = structure(_ModelSlot, {"model": dict(data)}, registry=host.registry,
-                               failed_plugins=host.failed_names())
+    slot, problems = structure(
+        _ModelSlot, {"model": dict(data)}, registry=host.registry, failed_plugins=host.failed_names()
+    )
     if problems:
         raise RecipeError(source, problems)
     return slot.model
 
 
-def apply_model_overrides(node: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any] | None,
-                          source: str) -> dict[str, Any]:
+def apply_model_overrides(
+    node: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any] | None, source: str
+) -> dict[str, Any]:
     """Apply ``key.path=value`` strings (or a nested mapping) to a model node."""
     from cavkit.recipe.load import apply_overrides, deep_merge
 
@@ -201,8 +221,9 @@ def _display(key: str, layout: str) -> str:
     return (K.cavkit_to_upstream(key) or key) if layout == "upstream" else key
 
 
-def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str,
-                      layout: str = "cavkit") -> None:
+def load_state_strict(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str, layout: str = "cavkit"
+) -> None:
     """Copy ``state`` (cavkit keys) into ``model``; any missing, unexpected or mis-shaped key is an error.
 
     Keys are reported in the checkpoint's own naming (upstream names for official files).
@@ -218,7 +239,9 @@ def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
         if unexpected:
             lines.append(f"  unexpected ({len(unexpected)}): {', '.join(_display(k, layout) for k in unexpected[:20])}")
         for k in misshaped[:20]:
-            lines.append(f"  mis-shaped {_display(k, layout)}: checkpoint {list(state[k].shape)}, model {list(own[k].shape)}")
+            lines.append(
+                f"  mis-shaped {_display(k, layout)}: checkpoint {list(state[k].shape)}, model {list(own[k].shape)}"
+            )
         raise CheckpointError("\n".join(lines))
     with torch.no_grad():
         for k, v in own.items():
@@ -247,17 +270,20 @@ def model_node_for(contents: CheckpointContents, overrides=None) -> dict[str, An
         node = dict(contents.node)
         node.pop("init", None)  # the stored weights replace any initialisation; its file may be gone
     else:
-        upstream = contents.state if contents.layout == "upstream" else {
-            K.cavkit_to_upstream(k) or k: v for k, v in contents.state.items()
-        }
+        upstream = (
+            contents.state
+            if contents.layout == "upstream"
+            else {K.cavkit_to_upstream(k) or k: v for k, v in contents.state.items()}
+        )
         node = infer_model_node(upstream, source=contents.uri)
     node = apply_model_overrides(node, overrides, contents.uri)
     check_heads(node, contents.uri)
     return node
 
 
-def load_model(uri: str, *, expect: str | None = None, overrides=None, device: str | torch.device | None = None,
-               eval: bool = True) -> torch.nn.Module:
+def load_model(
+    uri: str, *, expect: str | None = None, overrides=None, device: str | torch.device | None = None, eval: bool = True
+) -> torch.nn.Module:
     """Load any supported checkpoint into a ready model (strict; eval mode unless ``eval=False``).
 
     :param expect: the model type the caller needs (``cav_mae``, ``cav_mae_sync``, ``classifier``);
@@ -269,8 +295,7 @@ def load_model(uri: str, *, expect: str | None = None, overrides=None, device: s
     node_data = model_node_for(contents, overrides)
     if expect is not None and node_data.get("type") != expect:
         raise CheckpointError(
-            f"{uri}: holds a {node_data.get('type')!r} model, expected {expect!r}"
-            + _summary(node_data)
+            f"{uri}: holds a {node_data.get('type')!r} model, expected {expect!r}" + _summary(node_data)
         )
     node = build_model_node(node_data, source=uri)
     model = node.build()
@@ -283,8 +308,10 @@ def load_model(uri: str, *, expect: str | None = None, overrides=None, device: s
 
 def _summary(node: Mapping[str, Any]) -> str:
     enc = node.get("encoder") or {}
-    return (f" (audio_length {node.get('audio_length')}, global tokens {enc.get('global_tokens')}, "
-            f"registers {enc.get('num_register_tokens')})")
+    return (
+        f" (audio_length {node.get('audio_length')}, global tokens {enc.get('global_tokens')}, "
+        f"registers {enc.get('num_register_tokens')})"
+    )
 
 
 # -- initialising a new model from a checkpoint ------------------------------------------------------
@@ -313,7 +340,9 @@ def init_from_checkpoint(model: torch.nn.Module, uri: str) -> dict[str, list[str
             if k.startswith("head.") or k.endswith(("pos_embed", "pos_embed_a", "pos_embed_v")):
                 fresh.append(k)
             else:
-                errors.append(f"mis-shaped {_display(k, contents.layout)}: checkpoint {list(state[k].shape)}, model {list(v.shape)}")
+                errors.append(
+                    f"mis-shaped {_display(k, contents.layout)}: checkpoint {list(state[k].shape)}, model {list(v.shape)}"
+                )
             continue
         loaded.append(k)
     for k in state:
@@ -328,5 +357,3 @@ def init_from_checkpoint(model: torch.nn.Module, uri: str) -> dict[str, list[str
         for k in loaded:
             own[k].copy_(state[k])
     return {"loaded": loaded, "fresh": fresh, "ignored": ignored}
-
-

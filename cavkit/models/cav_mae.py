@@ -24,8 +24,16 @@ class CAVMAE(nn.Module):
     ``forward_feat``).
     """
 
-    def __init__(self, *, audio_tokenizer: nn.Module, visual_tokenizer: nn.Module, audio_masker: nn.Module,
-                 visual_masker: nn.Module, encoder: nn.Module, decoder: nn.Module | None):
+    def __init__(
+        self,
+        *,
+        audio_tokenizer: nn.Module,
+        visual_tokenizer: nn.Module,
+        audio_masker: nn.Module,
+        visual_masker: nn.Module,
+        encoder: nn.Module,
+        decoder: nn.Module | None,
+    ):
         super().__init__()
         self.audio_tokenizer = audio_tokenizer
         self.visual_tokenizer = visual_tokenizer
@@ -34,17 +42,26 @@ class CAVMAE(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
 
-    def forward(self, audio: torch.Tensor, image: torch.Tensor, *, noise_audio: torch.Tensor | None = None,
-                noise_visual: torch.Tensor | None = None) -> ModelOutput:
+    def forward(
+        self,
+        audio: torch.Tensor,
+        image: torch.Tensor,
+        *,
+        noise_audio: torch.Tensor | None = None,
+        noise_visual: torch.Tensor | None = None,
+    ) -> ModelOutput:
         ta = self.audio_tokenizer(audio)
         tv = self.visual_tokenizer(image)
         ma = self.audio_masker(ta, noise_audio, grid=self.audio_tokenizer.grid)
         mv = self.visual_masker(tv, noise_visual, grid=self.visual_tokenizer.grid)
         enc = self.encoder(ma.kept, mv.kept)
         out = ModelOutput(
-            mask_audio=ma.mask, mask_visual=mv.mask,
-            audio_tokens=enc.audio, visual_tokens=enc.visual,
-            audio_global=enc.audio_global, visual_global=enc.visual_global,
+            mask_audio=ma.mask,
+            mask_visual=mv.mask,
+            audio_tokens=enc.audio,
+            visual_tokens=enc.visual,
+            audio_global=enc.audio_global,
+            visual_global=enc.visual_global,
         )
         if self.decoder is not None:
             out.pred_audio, out.pred_visual = self.decoder(enc.joint, ma.ids_restore, mv.ids_restore, ma.kept.shape[1])
@@ -64,17 +81,23 @@ class CAVMAE(nn.Module):
         tv = self.visual_tokenizer(image) if image is not None else None
         enc = self.encoder(ta, tv, joint=False)
         return Embeddings(
-            audio_patches=enc.audio, visual_patches=enc.visual,
+            audio_patches=enc.audio,
+            visual_patches=enc.visual,
             audio_pooled=enc.audio.mean(dim=1) if enc.audio is not None else None,
             visual_pooled=enc.visual.mean(dim=1) if enc.visual is not None else None,
-            audio_global=enc.audio_global, visual_global=enc.visual_global,
+            audio_global=enc.audio_global,
+            visual_global=enc.visual_global,
         )
 
 
 def build_parts(config, *, with_maskers: bool = True) -> dict[str, nn.Module]:
     """Build the tokenizers, encoder (and maskers) of a model config, passing the shared widths."""
-    shared = dict(embed_dim=config.embed_dim, audio_length=config.audio_length, image_size=config.image_size,
-                  trainable_pos=config.trainable_pos)
+    shared = dict(
+        embed_dim=config.embed_dim,
+        audio_length=config.audio_length,
+        image_size=config.image_size,
+        trainable_pos=config.trainable_pos,
+    )
     parts = {
         "audio_tokenizer": build_slot(config.audio_tokenizer, "tokenizer", "audio_patch", **shared),
         "visual_tokenizer": build_slot(config.visual_tokenizer, "tokenizer", "image_patch", **shared),
@@ -96,8 +119,14 @@ def build_cav_mae(config, **_: object) -> CAVMAE:
     parts = build_parts(config)
     at, vt = parts["audio_tokenizer"], parts["visual_tokenizer"]
     parts["decoder"] = build_slot(
-        config.decoder, "decoder", "mae_decoder", encoder_dim=config.embed_dim, audio_grid=at.grid,
-        visual_grid=vt.grid, audio_patch_dim=at.patch_dim, visual_patch_dim=vt.patch_dim,
+        config.decoder,
+        "decoder",
+        "mae_decoder",
+        encoder_dim=config.embed_dim,
+        audio_grid=at.grid,
+        visual_grid=vt.grid,
+        audio_patch_dim=at.patch_dim,
+        visual_patch_dim=vt.patch_dim,
     )
     model = CAVMAE(**parts)
     if config.init:

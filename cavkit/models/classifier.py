@@ -25,8 +25,15 @@ MODES = ("multimodal", "audioonly", "videoonly", "missingaudioonly", "missingvid
 
 
 class Classifier(nn.Module):
-    def __init__(self, *, audio_tokenizer: nn.Module, visual_tokenizer: nn.Module, encoder: nn.Module,
-                 num_classes: int, mode: str = "multimodal"):
+    def __init__(
+        self,
+        *,
+        audio_tokenizer: nn.Module,
+        visual_tokenizer: nn.Module,
+        encoder: nn.Module,
+        num_classes: int,
+        mode: str = "multimodal",
+    ):
         super().__init__()
         if mode not in MODES:
             raise UsageError(f"classifier mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -48,7 +55,9 @@ class Classifier(nn.Module):
         needs_audio = mode in ("multimodal", "audioonly", "missingaudioonly")
         needs_image = mode in ("multimodal", "videoonly", "missingvideoonly")
         if needs_audio and audio is None or needs_image and image is None:
-            raise UsageError(f"classifier mode {mode!r} needs {'audio' if needs_audio and audio is None else 'image'} input")
+            raise UsageError(
+                f"classifier mode {mode!r} needs {'audio' if needs_audio and audio is None else 'image'} input"
+            )
         if mode == "multimodal":
             a = enc.strip_global(enc.stack_audio(self.audio_tokenizer(audio)))
             v = enc.strip_global(enc.stack_visual(self.visual_tokenizer(image)))
@@ -63,8 +72,9 @@ class Classifier(nn.Module):
         unified = enc.joint(enc.strip_global(x)).mean(dim=1)
         return (unified + own) / 2
 
-    def forward(self, audio: torch.Tensor | None, image: torch.Tensor | None, *, noise_audio=None,
-                noise_visual=None) -> ModelOutput:
+    def forward(
+        self, audio: torch.Tensor | None, image: torch.Tensor | None, *, noise_audio=None, noise_visual=None
+    ) -> ModelOutput:
         """Logits ``[B, C]``; either input may be ``None`` when the mode does not use it."""
         return ModelOutput(logits=self.head(self.features(audio, image)))
 
@@ -74,10 +84,12 @@ class Classifier(nn.Module):
         tv = self.visual_tokenizer(image) if image is not None else None
         out = self.encoder(ta, tv, joint=False)
         return Embeddings(
-            audio_patches=out.audio, visual_patches=out.visual,
+            audio_patches=out.audio,
+            visual_patches=out.visual,
             audio_pooled=out.audio.mean(dim=1) if out.audio is not None else None,
             visual_pooled=out.visual.mean(dim=1) if out.visual is not None else None,
-            audio_global=out.audio_global, visual_global=out.visual_global,
+            audio_global=out.audio_global,
+            visual_global=out.visual_global,
         )
 
 

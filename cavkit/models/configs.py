@@ -45,7 +45,9 @@ class MaskerConfig:
 @attrs.frozen(kw_only=True)
 class _EncoderSize:
     depth: int = param(11, help="modality-specific blocks per modality (blocks_a, blocks_v)", validator=at_least(0))
-    joint_depth: int = param(1, help="shared joint blocks (blocks_u); passes chain across blocks", validator=at_least(1))
+    joint_depth: int = param(
+        1, help="shared joint blocks (blocks_u); passes chain across blocks", validator=at_least(1)
+    )
     num_heads: int = param(12, help="attention heads", validator=at_least(1))
     mlp_ratio: float = param(4.0, help="MLP hidden width / model width", validator=at_least(0.0))
 
@@ -89,21 +91,29 @@ class DecoderConfig:
 
 # -- models --------------------------------------------------------------------------------------
 
-_INIT_HELP = ("checkpoint (official .pth or cavkit) to initialise from, e.g. IN-initial.pth; "
-              "position embeddings of another shape stay fresh sin-cos")
+_INIT_HELP = (
+    "checkpoint (official .pth or cavkit) to initialise from, e.g. IN-initial.pth; "
+    "position embeddings of another shape stay fresh sin-cos"
+)
 
 
 @attrs.frozen(kw_only=True)
 class CAVMAEConfig:
     """CAV-MAE pretraining model (spec §2). Defaults: the released full-size configuration."""
 
-    audio_length: int = param(1024, help="fbank frames T per example (multiple of the patch size)", validator=at_least(1))
+    audio_length: int = param(
+        1024, help="fbank frames T per example (multiple of the patch size)", validator=at_least(1)
+    )
     image_size: int = param(224, help="image side H = W in pixels", validator=at_least(1))
     embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
     trainable_pos: bool = param(False, help="train the sin-cos position embeddings (upstream tr_pos)")
     init: str | None = param(None, help=_INIT_HELP)
-    audio_tokenizer: ComponentNode | None = component("tokenizer", default_type="audio_patch", help="fbank to patch tokens")
-    visual_tokenizer: ComponentNode | None = component("tokenizer", default_type="image_patch", help="image to patch tokens")
+    audio_tokenizer: ComponentNode | None = component(
+        "tokenizer", default_type="audio_patch", help="fbank to patch tokens"
+    )
+    visual_tokenizer: ComponentNode | None = component(
+        "tokenizer", default_type="image_patch", help="image to patch tokens"
+    )
     audio_masker: ComponentNode | None = component("masker", default_type="unstructured", help="audio masking")
     visual_masker: ComponentNode | None = component("masker", default_type="unstructured", help="visual masking")
     encoder: ComponentNode | None = component("encoder", default_type="cav_mae_encoder", help="the encoder")
@@ -114,13 +124,19 @@ class CAVMAEConfig:
 class CAVMAESyncConfig:
     """CAV-MAE Sync pretraining model (spec §5): 416-frame audio segments, global and register tokens."""
 
-    audio_length: int = param(416, help="fbank frames T per audio segment (multiple of the patch size)", validator=at_least(1))
+    audio_length: int = param(
+        416, help="fbank frames T per audio segment (multiple of the patch size)", validator=at_least(1)
+    )
     image_size: int = param(224, help="image side H = W in pixels", validator=at_least(1))
     embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
     trainable_pos: bool = param(False, help="train the sin-cos position embeddings (upstream tr_pos)")
     init: str | None = param(None, help=_INIT_HELP)
-    audio_tokenizer: ComponentNode | None = component("tokenizer", default_type="audio_patch", help="fbank to patch tokens")
-    visual_tokenizer: ComponentNode | None = component("tokenizer", default_type="image_patch", help="image to patch tokens")
+    audio_tokenizer: ComponentNode | None = component(
+        "tokenizer", default_type="audio_patch", help="fbank to patch tokens"
+    )
+    visual_tokenizer: ComponentNode | None = component(
+        "tokenizer", default_type="image_patch", help="image to patch tokens"
+    )
     audio_masker: ComponentNode | None = component("masker", default_type="unstructured", help="audio masking")
     visual_masker: ComponentNode | None = component("masker", default_type="unstructured", help="visual masking")
     encoder: ComponentNode | None = component("encoder", default_type="sync_encoder", help="the encoder")
@@ -141,6 +157,10 @@ class ClassifierConfig:
     embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
     trainable_pos: bool = param(True, help="train the position embeddings (upstream FT default tr_pos=True)")
     init: str | None = param(None, help="checkpoint (official .pth or cavkit) whose encoder initialises this model")
-    audio_tokenizer: ComponentNode | None = component("tokenizer", default_type="audio_patch", help="fbank to patch tokens")
-    visual_tokenizer: ComponentNode | None = component("tokenizer", default_type="image_patch", help="image to patch tokens")
+    audio_tokenizer: ComponentNode | None = component(
+        "tokenizer", default_type="audio_patch", help="fbank to patch tokens"
+    )
+    visual_tokenizer: ComponentNode | None = component(
+        "tokenizer", default_type="image_patch", help="image to patch tokens"
+    )
     encoder: ComponentNode | None = component("encoder", default_type="cav_mae_encoder", help="the encoder")

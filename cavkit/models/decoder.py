@@ -16,9 +16,20 @@ from cavkit.nn.pos_embed import sincos_pos_embed_2d
 
 
 class MAEDecoder(nn.Module):
-    def __init__(self, *, encoder_dim: int = 768, embed_dim: int = 512, depth: int = 8, num_heads: int = 16,
-                 mlp_ratio: float = 4.0, audio_grid: tuple[int, int] = (8, 64), visual_grid: tuple[int, int] = (14, 14),
-                 audio_patch_dim: int = 256, visual_patch_dim: int = 768, attn_impl: AttnImpl = "sdpa"):
+    def __init__(
+        self,
+        *,
+        encoder_dim: int = 768,
+        embed_dim: int = 512,
+        depth: int = 8,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        audio_grid: tuple[int, int] = (8, 64),
+        visual_grid: tuple[int, int] = (14, 14),
+        audio_patch_dim: int = 256,
+        visual_patch_dim: int = 768,
+        attn_impl: AttnImpl = "sdpa",
+    ):
         super().__init__()
         self.audio_grid = tuple(audio_grid)
         self.visual_grid = tuple(visual_grid)
@@ -40,7 +51,9 @@ class MAEDecoder(nn.Module):
     def reset_parameters(self) -> None:
         with torch.no_grad():
             self.pos_embed_a.copy_(torch.from_numpy(sincos_pos_embed_2d(self.embed_dim, *self.audio_grid)).unsqueeze(0))
-            self.pos_embed_v.copy_(torch.from_numpy(sincos_pos_embed_2d(self.embed_dim, *self.visual_grid)).unsqueeze(0))
+            self.pos_embed_v.copy_(
+                torch.from_numpy(sincos_pos_embed_2d(self.embed_dim, *self.visual_grid)).unsqueeze(0)
+            )
         init_linear_and_norm(self)
         for p in (self.mask_token, self.modality_a, self.modality_v):
             nn.init.normal_(p, std=0.02)
@@ -51,13 +64,16 @@ class MAEDecoder(nn.Module):
         x = torch.cat([visible, masked], dim=1)
         return torch.gather(x, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d))
 
-    def forward(self, joint: torch.Tensor, ids_restore_a: torch.Tensor, ids_restore_v: torch.Tensor,
-                num_audio_kept: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, joint: torch.Tensor, ids_restore_a: torch.Tensor, ids_restore_v: torch.Tensor, num_audio_kept: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.embed(joint)
         a = self._unshuffle(y[:, :num_audio_kept], ids_restore_a)
         v = self._unshuffle(y[:, num_audio_kept:], ids_restore_v)
         x = torch.cat([a, v], dim=1) + torch.cat([self.pos_embed_a, self.pos_embed_v], dim=1)
-        modality = torch.cat([self.modality_a.expand(-1, self.num_audio, -1), self.modality_v.expand(-1, self.num_visual, -1)], dim=1)
+        modality = torch.cat(
+            [self.modality_a.expand(-1, self.num_audio, -1), self.modality_v.expand(-1, self.num_visual, -1)], dim=1
+        )
         x = x + modality
         for blk in self.blocks:
             x = blk(x)
@@ -65,10 +81,25 @@ class MAEDecoder(nn.Module):
         return self.pred_a(x[:, : self.num_audio]), self.pred_v(x[:, self.num_audio :])
 
 
-def build_decoder(config, *, encoder_dim: int = 768, audio_grid=(8, 64), visual_grid=(14, 14),
-                  audio_patch_dim: int = 256, visual_patch_dim: int = 768, **_: object) -> MAEDecoder:
+def build_decoder(
+    config,
+    *,
+    encoder_dim: int = 768,
+    audio_grid=(8, 64),
+    visual_grid=(14, 14),
+    audio_patch_dim: int = 256,
+    visual_patch_dim: int = 768,
+    **_: object,
+) -> MAEDecoder:
     return MAEDecoder(
-        encoder_dim=encoder_dim, embed_dim=config.embed_dim, depth=config.depth, num_heads=config.num_heads,
-        mlp_ratio=config.mlp_ratio, audio_grid=audio_grid, visual_grid=visual_grid,
-        audio_patch_dim=audio_patch_dim, visual_patch_dim=visual_patch_dim, attn_impl=config.attn_impl,
+        encoder_dim=encoder_dim,
+        embed_dim=config.embed_dim,
+        depth=config.depth,
+        num_heads=config.num_heads,
+        mlp_ratio=config.mlp_ratio,
+        audio_grid=audio_grid,
+        visual_grid=visual_grid,
+        audio_patch_dim=audio_patch_dim,
+        visual_patch_dim=visual_patch_dim,
+        attn_impl=config.attn_impl,
     )

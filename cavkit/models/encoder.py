@@ -49,9 +49,19 @@ class CAVEncoder(nn.Module):
     :param contrastive_head_depth: plain blocks per modality after the per-modality passes (Sync option).
     """
 
-    def __init__(self, *, embed_dim: int = 768, depth: int = 11, joint_depth: int = 1, num_heads: int = 12,
-                 mlp_ratio: float = 4.0, global_tokens: bool = False, num_register_tokens: int = 0,
-                 contrastive_head_depth: int = 0, attn_impl: AttnImpl = "sdpa"):
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 768,
+        depth: int = 11,
+        joint_depth: int = 1,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        global_tokens: bool = False,
+        num_register_tokens: int = 0,
+        contrastive_head_depth: int = 0,
+        attn_impl: AttnImpl = "sdpa",
+    ):
         super().__init__()
         self.embed_dim = embed_dim
         self.num_register_tokens = num_register_tokens
@@ -159,8 +169,13 @@ class CAVEncoder(nn.Module):
 
 def build_encoder(config, *, embed_dim: int = 768, **_: object) -> CAVEncoder:
     return CAVEncoder(
-        embed_dim=embed_dim, depth=config.depth, joint_depth=config.joint_depth, num_heads=config.num_heads,
-        mlp_ratio=config.mlp_ratio, global_tokens=config.global_tokens,
-        num_register_tokens=config.num_register_tokens, contrastive_head_depth=config.contrastive_head_depth,
+        embed_dim=embed_dim,
+        depth=config.depth,
+        joint_depth=config.joint_depth,
+        num_heads=config.num_heads,
+        mlp_ratio=config.mlp_ratio,
+        global_tokens=config.global_tokens,
+        num_register_tokens=config.num_register_tokens,
+        contrastive_head_depth=config.contrastive_head_depth,
         attn_impl=config.attn_impl,
     )

@@ -38,7 +38,6 @@ def mask_with_noise(tokens: torch.Tensor, noise: torch.Tensor, ratio: float) -> 
 class UnstructuredMasker(nn.Module):
     """Uniformly random masking at ``ratio``."""
 
-
     def __init__(self, ratio: float = 0.75):
         super().__init__()
         if not 0.0 <= ratio < 1.0:
@@ -48,8 +47,9 @@ class UnstructuredMasker(nn.Module):
     def draw_noise(self, b: int, grid: tuple[int, int] | None, length: int, device) -> torch.Tensor:
         return torch.rand(b, length, device=device)
 
-    def forward(self, tokens: torch.Tensor, noise: torch.Tensor | None = None, *,
-                grid: tuple[int, int] | None = None) -> Masked:
+    def forward(
+        self, tokens: torch.Tensor, noise: torch.Tensor | None = None, *, grid: tuple[int, int] | None = None
+    ) -> Masked:
         if noise is None:
             noise = self.draw_noise(tokens.shape[0], grid, tokens.shape[1], tokens.device)
         return mask_with_noise(tokens, noise.to(tokens.device), self.ratio)

@@ -55,14 +55,23 @@ class AudioPatchTokenizer(_PatchTokenizer):
         (spec §10.36: other lengths are rejected with a :class:`~cavkit.errors.UsageError`).
     """
 
-    def __init__(self, *, embed_dim: int = 768, audio_length: int = 1024, num_mel_bins: int = 128,
-                 patch_size: int = 16, trainable_pos: bool = False):
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 768,
+        audio_length: int = 1024,
+        num_mel_bins: int = 128,
+        patch_size: int = 16,
+        trainable_pos: bool = False,
+    ):
         for name, value in (("audio_length", audio_length), ("num_mel_bins", num_mel_bins)):
             if value % patch_size:
                 raise UsageError(f"audio tokenizer: {name}={value} must be a multiple of the patch size {patch_size}")
         self.audio_length = audio_length
         self.num_mel_bins = num_mel_bins
-        super().__init__(1, embed_dim, patch_size, (num_mel_bins // patch_size, audio_length // patch_size), trainable_pos)
+        super().__init__(
+            1, embed_dim, patch_size, (num_mel_bins // patch_size, audio_length // patch_size), trainable_pos
+        )
 
     def check(self, fbank: torch.Tensor) -> None:
         if fbank.dim() != 3 or fbank.shape[1:] != (self.audio_length, self.num_mel_bins):
@@ -87,10 +96,19 @@ class AudioPatchTokenizer(_PatchTokenizer):
 class ImagePatchTokenizer(_PatchTokenizer):
     """Image ``[B, C, H, W]`` to tokens ``[B, (H/p)·(W/p), D]``, row-major."""
 
-    def __init__(self, *, embed_dim: int = 768, image_size: int = 224, in_chans: int = 3,
-                 patch_size: int = 16, trainable_pos: bool = False):
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 768,
+        image_size: int = 224,
+        in_chans: int = 3,
+        patch_size: int = 16,
+        trainable_pos: bool = False,
+    ):
         if image_size % patch_size:
-            raise UsageError(f"image tokenizer: image_size={image_size} must be a multiple of the patch size {patch_size}")
+            raise UsageError(
+                f"image tokenizer: image_size={image_size} must be a multiple of the patch size {patch_size}"
+            )
         self.image_size = image_size
         side = image_size // patch_size
         super().__init__(in_chans, embed_dim, patch_size, (side, side), trainable_pos)
@@ -115,13 +133,25 @@ class ImagePatchTokenizer(_PatchTokenizer):
         return unpatchify(patches, self.patch_size, self.grid, self.in_chans)
 
 
-def build_audio_patch(config, *, embed_dim: int = 768, audio_length: int = 1024, trainable_pos: bool = False,
-                      **_: object) -> AudioPatchTokenizer:
-    return AudioPatchTokenizer(embed_dim=embed_dim, audio_length=audio_length, num_mel_bins=config.num_mel_bins,
-                               patch_size=config.patch_size, trainable_pos=trainable_pos)
+def build_audio_patch(
+    config, *, embed_dim: int = 768, audio_length: int = 1024, trainable_pos: bool = False, **_: object
+) -> AudioPatchTokenizer:
+    return AudioPatchTokenizer(
+        embed_dim=embed_dim,
+        audio_length=audio_length,
+        num_mel_bins=config.num_mel_bins,
+        patch_size=config.patch_size,
+        trainable_pos=trainable_pos,
+    )
 
 
-def build_image_patch(config, *, embed_dim: int = 768, image_size: int = 224, trainable_pos: bool = False,
-                      **_: object) -> ImagePatchTokenizer:
-    return ImagePatchTokenizer(embed_dim=embed_dim, image_size=image_size, in_chans=config.in_chans,
-                               patch_size=config.patch_size, trainable_pos=trainable_pos)
+def build_image_patch(
+    config, *, embed_dim: int = 768, image_size: int = 224, trainable_pos: bool = False, **_: object
+) -> ImagePatchTokenizer:
+    return ImagePatchTokenizer(
+        embed_dim=embed_dim,
+        image_size=image_size,
+        in_chans=config.in_chans,
+        patch_size=config.patch_size,
+        trainable_pos=trainable_pos,
+    )

@@ -4,4 +4,4 @@ from cavkit.nn.blocks import Attention, Block
 from cavkit.nn.patchify import patchify, unpatchify
 from cavkit.nn.pos_embed import sincos_pos_embed_2d
 
-__all__ = ["Attention", "Block", "patchify", "unpatchify", "sincos_pos_embed_2d"]
+__all__ = ["Attention", "Block", "patchify", "sincos_pos_embed_2d", "unpatchify"]

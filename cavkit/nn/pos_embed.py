@@ -23,7 +23,9 @@ def sincos_pos_embed_2d(dim: int, rows: int, cols: int) -> np.ndarray:
     the row (frequency, y). Computed in float64 as [CAV] does, then cast (spec §10.5).
     """
     if dim % 4:
-        raise UsageError(f"sin-cos position embeddings need a width divisible by 4, got {dim} (model.embed_dim / decoder.embed_dim)")
+        raise UsageError(
+            f"sin-cos position embeddings need a width divisible by 4, got {dim} (model.embed_dim / decoder.embed_dim)"
+        )
     h, w = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
     emb = np.concatenate([_sincos_1d(dim // 2, w), _sincos_1d(dim // 2, h)], axis=1)
     return emb.astype(np.float32)

@@ -16,17 +16,24 @@ Negatives = Literal["local", "global"]
 class MAEConfig:
     """Masked reconstruction: per-patch MSE averaged over removed patches, audio + visual (spec §2.4)."""
 
-    norm_pix_loss: bool = param(True, help="standardise each target patch (unbiased var, eps 1e-6); all released models use it")
+    norm_pix_loss: bool = param(
+        True, help="standardise each target patch (unbiased var, eps 1e-6); all released models use it"
+    )
 
 
 @attrs.frozen(kw_only=True)
 class InfoNCEConfig:
     """InfoNCE on mean-pooled patch latents (spec §2.4); published: visual_to_audio, 0.05 fixed, local."""
 
-    direction: Direction = param("visual_to_audio", help="visual_to_audio: each visual picks its audio (published); both: mean of both directions")
+    direction: Direction = param(
+        "visual_to_audio",
+        help="visual_to_audio: each visual picks its audio (published); both: mean of both directions",
+    )
     temperature: float = param(0.05, help="softmax temperature (initial value if learnable)", validator=at_least(1e-6))
     learnable_temperature: bool = param(False, help="learn the temperature (as log 1/τ)")
-    negatives: Negatives = param("local", help="local: in-device batch (published DataParallel); global: all-gather across ranks with gradients")
+    negatives: Negatives = param(
+        "local", help="local: in-device batch (published DataParallel); global: all-gather across ranks with gradients"
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -40,4 +47,6 @@ class SyncContrastiveConfig(InfoNCEConfig):
 class ClassificationConfig:
     """Classification loss on ``output.logits`` against ``batch['label']`` (spec §7.1)."""
 
-    loss: Literal["bce", "ce"] = param("bce", help="bce: BCEWithLogits (AudioSet); ce: cross-entropy with soft targets (VGGSound)")
+    loss: Literal["bce", "ce"] = param(
+        "bce", help="bce: BCEWithLogits (AudioSet); ce: cross-entropy with soft targets (VGGSound)"
+    )

@@ -23,7 +23,11 @@ from cavkit.interfaces import ModelOutput, ObjectiveOutput
 
 
 def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -35,8 +39,14 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat(parts, dim=0), sum(p.shape[0] for p in parts[:rank])
 
 
-def info_nce(audio: torch.Tensor, visual: torch.Tensor, *, logit_scale: torch.Tensor | float, direction: str,
-             negatives: str = "local") -> tuple[torch.Tensor, torch.Tensor]:
+def info_nce(
+    audio: torch.Tensor,
+    visual: torch.Tensor,
+    *,
+    logit_scale: torch.Tensor | float,
+    direction: str,
+    negatives: str = "local",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss and accuracy for features ``[B, D]`` (normalised here). Returns ``(loss, c_acc)``."""
     a = F.normalize(audio.float(), dim=-1)
     v = F.normalize(visual.float(), dim=-1)
@@ -76,14 +86,22 @@ class _Temperature(nn.Module):
 class InfoNCE(_Temperature):
     """InfoNCE between mean-pooled audio and visual patch latents (``output.audio_tokens``)."""
 
-    def __init__(self, *, direction: str = "visual_to_audio", temperature: float = 0.05,
-                 learnable_temperature: bool = False, negatives: str = "local"):
+    def __init__(
+        self,
+        *,
+        direction: str = "visual_to_audio",
+        temperature: float = 0.05,
+        learnable_temperature: bool = False,
+        negatives: str = "local",
+    ):
         super().__init__(temperature, learnable_temperature)
         self.direction = direction
         self.negatives = negatives
 
     def pair_loss(self, audio: torch.Tensor, visual: torch.Tensor):
-        return info_nce(audio, visual, logit_scale=self.logit_scale(), direction=self.direction, negatives=self.negatives)
+        return info_nce(
+            audio, visual, logit_scale=self.logit_scale(), direction=self.direction, negatives=self.negatives
+        )
 
     def logs(self, loss, acc) -> dict:
         logs = {"loss": loss.detach(), "c_acc": acc.detach()}
@@ -122,8 +140,12 @@ class SyncContrastive(InfoNCE):
 
 
 def _common(config) -> dict:
-    return dict(direction=config.direction, temperature=config.temperature,
-                learnable_temperature=config.learnable_temperature, negatives=config.negatives)
+    return dict(
+        direction=config.direction,
+        temperature=config.temperature,
+        learnable_temperature=config.learnable_temperature,
+        negatives=config.negatives,
+    )
 
 
 def build_infonce(config, **_: object) -> InfoNCE:

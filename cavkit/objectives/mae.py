@@ -33,8 +33,12 @@ class MAELoss(nn.Module):
     def forward(self, batch: dict, output: ModelOutput) -> ObjectiveOutput:
         if output.pred_audio is None or output.pred_visual is None:
             raise UsageError("the mae objective needs a model with a decoder (pred_audio / pred_visual are missing)")
-        la = masked_mse(output.pred_audio.float(), output.target_audio.float(), output.mask_audio.float(), self.norm_pix_loss)
-        lv = masked_mse(output.pred_visual.float(), output.target_visual.float(), output.mask_visual.float(), self.norm_pix_loss)
+        la = masked_mse(
+            output.pred_audio.float(), output.target_audio.float(), output.mask_audio.float(), self.norm_pix_loss
+        )
+        lv = masked_mse(
+            output.pred_visual.float(), output.target_visual.float(), output.mask_visual.float(), self.norm_pix_loss
+        )
         return ObjectiveOutput(loss=la + lv, logs={"mae_audio": la.detach(), "mae_visual": lv.detach()})
 
 

@@ -39,7 +39,7 @@ def test_official_to_cavkit_to_upstream_round_trip(name, official_file, tmp_path
 
 def test_bare_keys_without_module_prefix_load(tmp_path):
     tensors = fixture_tensors("sync_tiny")
-    bare = {k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")}
+    bare = {k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")}
     torch.save(bare, tmp_path / "bare.pth")
     model = load_model(str(tmp_path / "bare.pth"), overrides=TINY_HEADS, expect="cav_mae_sync")
     assert model.encoder.register_tokens.shape == (16, 32)
@@ -71,10 +71,13 @@ def test_truncated_safetensors(official_file, tmp_path):
         load_model(str(tmp_path / "cut.safetensors"))
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"this is a text file, not weights\n", "not a PyTorch checkpoint or safetensors file"),
-    (b"", "empty"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"this is a text file, not weights\n", "not a PyTorch checkpoint or safetensors file"),
+        (b"", "empty"),
+    ],
+)
 def test_non_checkpoint_files(tmp_path, content, match):
     bad = tmp_path / "notes.pth"
     bad.write_bytes(content)
@@ -127,7 +130,9 @@ def test_strict_load_names_missing_unexpected_and_misshaped_keys(tmp_path):
 
 def test_head_counts_that_cannot_be_inferred_must_be_given(official_file):
     path, _ = official_file("sync_tiny")
-    with pytest.raises(CheckpointError, match="cannot infer the attention heads of the 32-wide encoder.*encoder.num_heads"):
+    with pytest.raises(
+        CheckpointError, match="cannot infer the attention heads of the 32-wide encoder.*encoder.num_heads"
+    ):
         load_model(str(path))
 
 
@@ -140,8 +145,9 @@ def test_input_length_other_than_the_checkpoint_is_a_clear_error(official_file):
 
 def test_classifier_initialised_from_a_pretraining_checkpoint(official_file):
     path, tensors = official_file("cavmae_tiny")
-    node = build_model_node({"type": "classifier", "num_classes": 7, "embed_dim": 32, "init": str(path),
-                             "encoder": {"num_heads": 2}})
+    node = build_model_node(
+        {"type": "classifier", "num_classes": 7, "embed_dim": 32, "init": str(path), "encoder": {"num_heads": 2}}
+    )
     model = node.build()
     pre = load_model(str(path), overrides=TINY_HEADS)
     assert torch.equal(model.encoder.blocks_u[0].attn.qkv.weight, pre.encoder.blocks_u[0].attn.qkv.weight)
@@ -154,22 +160,41 @@ def test_classifier_initialised_from_a_pretraining_checkpoint(official_file):
 
 def test_sync_initialised_from_a_1024_frame_checkpoint_keeps_fresh_audio_positions(official_file):
     path, _ = official_file("cavmae_tiny")
-    model = build_model_node({"type": "cav_mae_sync", "embed_dim": 32, "audio_length": 96,
-                              "encoder": {"num_heads": 2, "num_register_tokens": 0, "global_tokens": False},
-                              "decoder": {"embed_dim": 32, "depth": 2, "num_heads": 2}}).build()
+    model = build_model_node(
+        {
+            "type": "cav_mae_sync",
+            "embed_dim": 32,
+            "audio_length": 96,
+            "encoder": {"num_heads": 2, "num_register_tokens": 0, "global_tokens": False},
+            "decoder": {"embed_dim": 32, "depth": 2, "num_heads": 2},
+        }
+    ).build()
     report = init_from_checkpoint(model, str(path))
     assert "audio_tokenizer.pos_embed" in report["fresh"] and "decoder.pos_embed_a" in report["fresh"]
     assert "encoder.blocks_a.0.attn.qkv.weight" in report["loaded"]
-    wrong = build_model_node({"type": "cav_mae", "embed_dim": 32, "encoder": {"depth": 2, "num_heads": 2},
-                              "decoder": {"embed_dim": 32, "depth": 2, "num_heads": 2}}).build()
+    wrong = build_model_node(
+        {
+            "type": "cav_mae",
+            "embed_dim": 32,
+            "encoder": {"depth": 2, "num_heads": 2},
+            "decoder": {"embed_dim": 32, "depth": 2, "num_heads": 2},
+        }
+    ).build()
     with pytest.raises(CheckpointError, match="unexpected blocks_a.2"):
         init_from_checkpoint(wrong, str(path))
 
 
 def _tiny_sync():
-    return build_model_node({"type": "cav_mae_sync", "embed_dim": 32, "audio_length": 96, "image_size": 32,
-                             "encoder": {"depth": 1, "num_heads": 2},
-                             "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}}).build()
+    return build_model_node(
+        {
+            "type": "cav_mae_sync",
+            "embed_dim": 32,
+            "audio_length": 96,
+            "image_size": 32,
+            "encoder": {"depth": 1, "num_heads": 2},
+            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+        }
+    ).build()
 
 
 def test_training_run_weights_and_checkpoints_load(tmp_path):
@@ -178,17 +203,27 @@ def test_training_run_weights_and_checkpoints_load(tmp_path):
     from safetensors.torch import save_file
 
     model = _tiny_sync()
-    recipe = {"cavkit": 1, "model": {"type": "cav_mae_sync", "embed_dim": 32, "audio_length": 96, "image_size": 32,
-                                     "init": str(tmp_path / "gone.pth"),
-                                     "encoder": {"depth": 1, "num_heads": 2},
-                                     "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
-              "objectives": [{"type": "mae"}]}
+    recipe = {
+        "cavkit": 1,
+        "model": {
+            "type": "cav_mae_sync",
+            "embed_dim": 32,
+            "audio_length": 96,
+            "image_size": 32,
+            "init": str(tmp_path / "gone.pth"),
+            "encoder": {"depth": 1, "num_heads": 2},
+            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+        },
+        "objectives": [{"type": "mae"}],
+    }
     weights = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(weights, tmp_path / "final.safetensors", metadata={"step": "3", "recipe": yaml.safe_dump(recipe)})
     loaded = load_model(str(tmp_path / "final.safetensors"), expect="cav_mae_sync")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in weights.items())
-    torch.save({"format": "cavkit.checkpoint", "version": 1, "model": weights, "recipe": yaml.safe_dump(recipe)},
-               tmp_path / "step-00000003.pt")
+    torch.save(
+        {"format": "cavkit.checkpoint", "version": 1, "model": weights, "recipe": yaml.safe_dump(recipe)},
+        tmp_path / "step-00000003.pt",
+    )
     again = load_model(str(tmp_path / "step-00000003.pt"))
     assert torch.equal(again.encoder.cls_token_a, model.encoder.cls_token_a)
     # and exports to the upstream layout

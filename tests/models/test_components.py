@@ -14,46 +14,79 @@ from cavkit.models.maskers import FreqMasker, TimeFreqMasker, TimeMasker, Unstru
 from cavkit.nn.blocks import set_attn_impl
 from cavkit.testing import check_component
 
-TINY = {"audio_length": 64, "image_size": 32, "embed_dim": 16,
-        "encoder": {"depth": 1, "num_heads": 2}}
+TINY = {"audio_length": 64, "image_size": 32, "embed_dim": 16, "encoder": {"depth": 1, "num_heads": 2}}
 TINY_DECODER = {"decoder": {"embed_dim": 16, "depth": 1, "num_heads": 2}}
 
 
-@pytest.mark.parametrize("kind,name", [
-    ("masker", "unstructured"), ("masker", "time"), ("masker", "freq"), ("masker", "time_freq"),
-    ("objective", "mae"), ("objective", "infonce"), ("objective", "sync_contrastive"), ("objective", "classification"),
-])
+@pytest.mark.parametrize(
+    "kind,name",
+    [
+        ("masker", "unstructured"),
+        ("masker", "time"),
+        ("masker", "freq"),
+        ("masker", "time_freq"),
+        ("objective", "mae"),
+        ("objective", "infonce"),
+        ("objective", "sync_contrastive"),
+        ("objective", "classification"),
+    ],
+)
 def test_small_components_pass_the_conformance_check(kind, name):
     check_component(kind, name)
 
 
-@pytest.mark.parametrize("name,params", [
-    ("cav_mae", {**TINY, **TINY_DECODER}),
-    ("cav_mae_sync", {**TINY, **TINY_DECODER}),
-    ("classifier", {**TINY, "num_classes": 3}),
-    ("classifier", {**TINY, "num_classes": 3, "mode": "missingaudioonly", "encoder": {"type": "sync_encoder", "depth": 1, "num_heads": 2}}),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("cav_mae", {**TINY, **TINY_DECODER}),
+        ("cav_mae_sync", {**TINY, **TINY_DECODER}),
+        ("classifier", {**TINY, "num_classes": 3}),
+        (
+            "classifier",
+            {
+                **TINY,
+                "num_classes": 3,
+                "mode": "missingaudioonly",
+                "encoder": {"type": "sync_encoder", "depth": 1, "num_heads": 2},
+            },
+        ),
+    ],
+)
 def test_models_pass_the_conformance_check(name, params):
     check = check_component("model", name, params=params)
     assert isinstance(check.output, ModelOutput)
 
 
-@pytest.mark.parametrize("kind,name,context,inputs,shape", [
-    ("tokenizer", "audio_patch", {"embed_dim": 16, "audio_length": 48}, (torch.randn(2, 48, 128),), (2, 24, 16)),
-    ("tokenizer", "image_patch", {"embed_dim": 16, "image_size": 32}, (torch.randn(2, 3, 32, 32),), (2, 4, 16)),
-])
+@pytest.mark.parametrize(
+    "kind,name,context,inputs,shape",
+    [
+        ("tokenizer", "audio_patch", {"embed_dim": 16, "audio_length": 48}, (torch.randn(2, 48, 128),), (2, 24, 16)),
+        ("tokenizer", "image_patch", {"embed_dim": 16, "image_size": 32}, (torch.randn(2, 3, 32, 32),), (2, 4, 16)),
+    ],
+)
 def test_tokenizers_build_alone(kind, name, context, inputs, shape):
     module = check_component(kind, name, context=context).component
     assert module(*inputs).shape == shape
 
 
 def test_encoder_and_decoder_build_alone():
-    enc = check_component("encoder", "sync_encoder", params={"depth": 1, "num_heads": 2}, context={"embed_dim": 16}).component
+    enc = check_component(
+        "encoder", "sync_encoder", params={"depth": 1, "num_heads": 2}, context={"embed_dim": 16}
+    ).component
     out = enc(torch.randn(2, 5, 16), torch.randn(2, 3, 16))
     assert out.joint.shape == (2, 8, 16) and out.audio_global.shape == (2, 16) and out.visual.shape == (2, 3, 16)
-    dec = check_component("decoder", "mae_decoder", params={"embed_dim": 8, "depth": 1, "num_heads": 2},
-                          context={"encoder_dim": 16, "audio_grid": (2, 4), "visual_grid": (2, 2),
-                                   "audio_patch_dim": 256, "visual_patch_dim": 768}).component
+    dec = check_component(
+        "decoder",
+        "mae_decoder",
+        params={"embed_dim": 8, "depth": 1, "num_heads": 2},
+        context={
+            "encoder_dim": 16,
+            "audio_grid": (2, 4),
+            "visual_grid": (2, 2),
+            "audio_patch_dim": 256,
+            "visual_patch_dim": 768,
+        },
+    ).component
     ids_a = torch.stack([torch.randperm(8) for _ in range(2)])
     ids_v = torch.stack([torch.randperm(4) for _ in range(2)])
     pred_a, pred_v = dec(torch.randn(2, 3, 16), ids_a, ids_v, 2)
@@ -66,8 +99,14 @@ def test_model_type_alone_gives_the_released_configurations():
     assert sync["encoder"]["type"] == "sync_encoder"
     assert sync["encoder"]["global_tokens"] is True and sync["encoder"]["num_register_tokens"] == 8
     assert sync["encoder"]["contrastive_head_depth"] == 0 and sync["encoder"]["depth"] == 11
-    assert sync["decoder"] == {"type": "mae_decoder", "embed_dim": 512, "depth": 8, "num_heads": 16,
-                               "mlp_ratio": 4.0, "attn_impl": "sdpa"}
+    assert sync["decoder"] == {
+        "type": "mae_decoder",
+        "embed_dim": 512,
+        "depth": 8,
+        "num_heads": 16,
+        "mlp_ratio": 4.0,
+        "attn_impl": "sdpa",
+    }
     assert sync["audio_masker"] == {"type": "unstructured", "ratio": 0.75}
     cav = unstructure(build_model_node({"type": "cav_mae"}))
     assert cav["audio_length"] == 1024 and cav["encoder"]["type"] == "cav_mae_encoder"
@@ -80,7 +119,9 @@ def test_recipe_overrides_reach_nested_parts(tmp_path):
     from cavkit.recipe import load_recipe
 
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("model: {type: cav_mae_sync}\nobjectives: [{type: mae}, {type: sync_contrastive, weight: 0.01}]\n")
+    recipe.write_text(
+        "model: {type: cav_mae_sync}\nobjectives: [{type: mae}, {type: sync_contrastive, weight: 0.01}]\n"
+    )
     loaded = load_recipe(str(recipe), ["model.encoder.depth=4", "model.audio_masker.ratio=0.5"])
     assert loaded.model.config.encoder.type == "sync_encoder"
     assert loaded.model.config.encoder.config.depth == 4
@@ -173,7 +214,7 @@ def test_sdpa_and_eager_attention_agree():
 def test_global_and_register_tokens_are_never_masked_and_registers_are_dropped():
     enc = CAVEncoder(embed_dim=16, depth=1, num_heads=2, global_tokens=True, num_register_tokens=3)
     out = enc(torch.randn(2, 5, 16), torch.randn(2, 4, 16))
-    assert out.joint.shape == (2, 9, 16)        # patches only: no global, no registers
+    assert out.joint.shape == (2, 9, 16)  # patches only: no global, no registers
     assert out.audio.shape == (2, 5, 16) and out.audio_global.shape == (2, 16)
     assert enc.register_tokens.shape == (6, 16)
 
@@ -193,8 +234,9 @@ def test_incompatible_widths_are_usage_errors():
     with pytest.raises(UsageError, match="width 32 is not divisible by 12 heads"):
         build_model_node({"type": "cav_mae", "audio_length": 32, "image_size": 32, "embed_dim": 32}).build()
     with pytest.raises(UsageError, match="divisible by 4, got 18"):
-        build_model_node({"type": "classifier", "audio_length": 32, "image_size": 32, "embed_dim": 18,
-                          "encoder": {"num_heads": 2}}).build()
+        build_model_node(
+            {"type": "classifier", "audio_length": 32, "image_size": 32, "embed_dim": 18, "encoder": {"num_heads": 2}}
+        ).build()
 
 
 def test_pretraining_forward_compiles_without_graph_breaks():

@@ -12,8 +12,12 @@ def _counts(node_data):
     with torch.device("meta"):
         model = build_model_node(node_data).build()
     params = list(model.parameters())
-    return (len(model.state_dict()), sum(p.numel() for p in params),
-            sum(p.numel() for p in params if p.requires_grad), model)
+    return (
+        len(model.state_dict()),
+        sum(p.numel() for p in params),
+        sum(p.numel() for p in params if p.requires_grad),
+        model,
+    )
 
 
 def test_cav_mae_full_size():
@@ -44,6 +48,15 @@ def test_full_size_upstream_key_names_match_the_spec():
 
     _, _, _, model = _counts({"type": "cav_mae_sync"})
     names = {cavkit_to_upstream(k) for k in model.state_dict()}
-    for key in ("pos_embed_a", "decoder_pos_embed_a", "register_tokens", "cls_token_a", "cls_token_v",
-                "patch_embed_a.proj.weight", "blocks_u.0.norm1_a.weight", "decoder_pred_v.bias", "mask_token"):
+    for key in (
+        "pos_embed_a",
+        "decoder_pos_embed_a",
+        "register_tokens",
+        "cls_token_a",
+        "cls_token_v",
+        "patch_embed_a.proj.weight",
+        "blocks_u.0.norm1_a.weight",
+        "decoder_pred_v.bias",
+        "mask_token",
+    ):
         assert key in names

@@ -108,8 +108,13 @@ def _rank_main(rank: int, world: int, init_file: str, out_dir: str) -> None:
     objective = InfoNCE(direction="both", negatives="global")
     out = objective({}, ModelOutput(audio_tokens=a[:, None], visual_tokens=v[:, None]))
     out.loss.backward()
-    local = InfoNCE(direction="both", negatives="local")({}, ModelOutput(audio_tokens=a[:, None].detach(), visual_tokens=v[:, None].detach()))
-    torch.save({"loss": out.loss.detach(), "local": local.loss, "grad_a": a.grad, "grad_v": v.grad}, os.path.join(out_dir, f"{rank}.pt"))
+    local = InfoNCE(direction="both", negatives="local")(
+        {}, ModelOutput(audio_tokens=a[:, None].detach(), visual_tokens=v[:, None].detach())
+    )
+    torch.save(
+        {"loss": out.loss.detach(), "local": local.loss, "grad_a": a.grad, "grad_v": v.grad},
+        os.path.join(out_dir, f"{rank}.pt"),
+    )
     dist.destroy_process_group()
 
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import cached_official_model, fixture_meta
 
 from cavkit.checkpoints.load import load_model
 from cavkit.objectives.infonce import InfoNCE, SyncContrastive
 from cavkit.objectives.mae import MAELoss
-
-from model_helpers import cached_official_model, fixture_meta
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 PRETRAIN = ["cavmae_tiny", "sync_tiny", "sync_tiny_heads_nocls"]
@@ -32,7 +31,9 @@ def test_pretraining_forward_matches_upstream(name):
     ctor = meta["constructor"]
     assert model.audio_tokenizer.audio_length == ctor["audio_length"]
     with torch.no_grad():
-        out = model(t["input.audio"], t["input.image"], noise_audio=t["noise.train.audio"], noise_visual=t["noise.train.image"])
+        out = model(
+            t["input.audio"], t["input.image"], noise_audio=t["noise.train.audio"], noise_visual=t["noise.train.image"]
+        )
     assert torch.equal(out.mask_audio, t["out.train.mask_a"])
     assert torch.equal(out.mask_visual, t["out.train.mask_v"])
 
@@ -59,9 +60,12 @@ def test_embeddings_match_upstream_forward_feat(name):
     with torch.no_grad():
         emb = model.embed(t["input.audio"], t["input.image"])
     names = {
-        "out.feat.audio": "audio_patches", "out.feat.image": "visual_patches",
-        "out.feat.audio_patches": "audio_patches", "out.feat.image_patches": "visual_patches",
-        "out.feat.audio_global": "audio_global", "out.feat.image_global": "visual_global",
+        "out.feat.audio": "audio_patches",
+        "out.feat.image": "visual_patches",
+        "out.feat.audio_patches": "audio_patches",
+        "out.feat.image_patches": "visual_patches",
+        "out.feat.audio_global": "audio_global",
+        "out.feat.image_global": "visual_global",
     }
     checked = 0
     for key, attr in names.items():
@@ -77,7 +81,12 @@ def test_cavmae_inpainting_predictions_match():
     model, t = cached_official_model("cavmae_tiny")
     meta = fixture_meta("cavmae_tiny")
     with torch.no_grad():
-        out = model(t["input.audio"], t["input.image"], noise_audio=t["noise.inpaint.audio"], noise_visual=t["noise.inpaint.image"])
+        out = model(
+            t["input.audio"],
+            t["input.image"],
+            noise_audio=t["noise.inpaint.audio"],
+            noise_visual=t["noise.inpaint.image"],
+        )
     assert torch.equal(out.mask_audio, t["out.inpaint.mask_a"])
     assert torch.equal(out.mask_visual, t["out.inpaint.mask_v"])
     _close(out.pred_audio, t["out.inpaint.pred_a"], "pred_a")
@@ -112,7 +121,9 @@ def test_classifier_logits_match_upstream_in_every_mode():
 
 def test_classifier_mode_from_config(official_file):
     path, t = official_file("cavmae_ft_tiny")
-    model = load_model(str(path), overrides={"encoder": {"num_heads": 2}, "mode": "missingvideoonly"}, expect="classifier")
+    model = load_model(
+        str(path), overrides={"encoder": {"num_heads": 2}, "mode": "missingvideoonly"}, expect="classifier"
+    )
     with torch.no_grad():
         logits = model(None, t["input.image"]).logits
     _close(logits, t["out.logits.missingvideoonly"], "missingvideoonly")
@@ -153,7 +164,17 @@ def test_position_embedding_formula():
 
     table = sincos_pos_embed_2d(8, 2, 3)  # 2 rows x 3 columns, D = 8: [sin w, sin w/100, cos w, cos w/100, same for h]
     row, col = 1, 2
-    expected = [math.sin(col), math.sin(col / 100), math.cos(col), math.cos(col / 100),
-                math.sin(row), math.sin(row / 100), math.cos(row), math.cos(row / 100)]
+    expected = [
+        math.sin(col),
+        math.sin(col / 100),
+        math.cos(col),
+        math.cos(col / 100),
+        math.sin(row),
+        math.sin(row / 100),
+        math.cos(row),
+        math.cos(row / 100),
+    ]
     assert table.shape == (6, 8)
-    assert torch.allclose(torch.from_numpy(table[row * 3 + col]).double(), torch.tensor(expected, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(
+        torch.from_numpy(table[row * 3 + col]).double(), torch.tensor(expected, dtype=torch.float64), atol=1e-6
+    )
