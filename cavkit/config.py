@@ -167,8 +167,11 @@ class _Structurer:
                 ok = False
                 message = f"unknown key {key!r}"
                 close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+                nested = _nested_key(cls, str(key))
                 if close:
                     message += f"; did you mean {close[0]!r}?"
+                elif nested:
+                    message += f"; did you mean {_join(path, nested)!r}?"
                 else:
                     message += f" (valid keys: {', '.join(fields)})"
                 self.fail(_join(path, str(key)), message)
@@ -336,6 +339,25 @@ class _Structurer:
             self.fail(path, f"expected {_type_name(tp)}, got {_describe(value)}")
             return None
         return value
+
+
+def _nested_key(cls: type, key: str, depth: int = 2) -> str | None:
+    """Where ``key`` lives in the attrs sections nested under ``cls`` (``optimizer.lr`` for ``lr``)."""
+    if depth == 0:
+        return None
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:
+        return None
+    for field in attrs.fields(cls):
+        tp = hints.get(field.name)
+        if isinstance(tp, type) and attrs.has(tp) and not field.metadata.get("component"):
+            if key in attrs.fields_dict(tp):
+                return f"{field.name}.{key}"
+            deeper = _nested_key(tp, key, depth - 1)
+            if deeper:
+                return f"{field.name}.{deeper}"
+    return None
 
 
 def _join(path: str, key: str) -> str:

@@ -252,3 +252,10 @@ def test_there_are_shipped_recipes():
     if not RECIPES:
         pytest.skip("recipes/ has no recipes yet")
     assert any(p.name == "quickstart.yaml" for p in RECIPES)
+
+
+def test_a_key_set_one_section_too_high_points_to_where_it_lives(toy_host, tmp_path):
+    path = str(write(tmp_path, GOOD))
+    result = run_cli(["recipe", "check", path, "--set", "trainer.lr=1e-4"], host=toy_host)
+    assert result.exit_code == 2
+    assert "  - trainer.lr: unknown key 'lr'; did you mean 'trainer.optimizer.lr'?" in result.stderr
