@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pictures_helpers import SMALL, synthetic_args  # noqa: F401  (re-exported for the tests)
 
 torch.set_num_threads(1)  # tiny models: one intra-op thread is faster on a small shared CPU
 
-SMALL = {"image_size": 32, "audio_length": 128, "segment_length": 32, "num_frames": 4}
 
 TINY_RECIPE = """
 cavkit: 1
@@ -36,12 +36,6 @@ retrieval: {{type: diagonal_mean}}
 trainer: {{max_steps: 4, batch_size: 8, log_every: 1, eval_every_epochs: 0}}
 run: {{dir: "{run_dir}", keep_last: 1}}
 """
-
-
-def synthetic_args(**extra) -> list[str]:
-    """`--dataset-type synthetic --data k=v ...` for the tiny model's clips (test split)."""
-    params = {**SMALL, "layout": "sync", "split": "test", "num_clips": 6, **extra}
-    return ["--dataset-type", "synthetic", *[f"--data={k}={v}" for k, v in params.items()]]
 
 
 @pytest.fixture(scope="session")

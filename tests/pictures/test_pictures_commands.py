@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_args
+from pictures_helpers import synthetic_args
 from PIL import Image
 
 from cavkit.pictures.inpaint import FIGURE_DPI, FIGURE_SIZE_INCHES
@@ -110,7 +110,7 @@ def test_inpaint_arrays_match_a_direct_model_call(tiny_weights, tmp_path):
 
 
 def _small():
-    from conftest import SMALL
+    from pictures_helpers import SMALL
 
     return dict(SMALL)
 
