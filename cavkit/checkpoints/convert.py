@@ -19,28 +19,7 @@ from cavkit.checkpoints import keys as K
 from cavkit.checkpoints.load import CAVKIT_FORMAT, load_model, read_checkpoint
 from cavkit.config import unstructure
 from cavkit.errors import UsageError
-
-
-def _write_bytes_atomic(uri: str, data: bytes) -> None:
-    """Write to a temporary name beside ``uri``, then rename: never a half-written file."""
-    import uuid
-
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(uri)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    name = path.rsplit("/", 1)[-1]
-    tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp" if parent else f".{name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with fs.open(tmp, "wb") as fh:
-            fh.write(data)
-        fs.mv(tmp, path)
-    except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-        raise
+from cavkit.io import write_bytes_atomic
 
 
 def model_recipe_text(model: torch.nn.Module) -> str:
@@ -86,12 +65,12 @@ def convert(src: str, dst: str, *, target: str = "auto", overrides: Iterable[str
             raise UsageError(f"{dst}: the cavkit format is a .safetensors file; name the output *.safetensors")
         data, recipe = cavkit_bytes(model)
         sidecar = dst[: -len(".safetensors")] + ".yaml"
-        _write_bytes_atomic(dst, data)
-        _write_bytes_atomic(sidecar, recipe.encode())
+        write_bytes_atomic(dst, data)
+        write_bytes_atomic(sidecar, recipe.encode())
         return [dst, sidecar]
     if target == "upstream":
         buffer = io.BytesIO()
         torch.save(upstream_state_dict(model), buffer)
-        _write_bytes_atomic(dst, buffer.getvalue())
+        write_bytes_atomic(dst, buffer.getvalue())
         return [dst]
     raise UsageError(f"unknown conversion target {target!r}; use cavkit, upstream or auto")

@@ -1,18 +1,17 @@
 """Every byte the data code reads or writes goes through fsspec (local, ``memory://``, ``s3://``...).
 
-Writes are atomic: a reader never sees a half-written file. Local files are written under a
-temporary name in the same folder and renamed; object stores (and ``memory://``) receive the whole
-object in one ``pipe`` call, which is atomic there.
+Writes are atomic (a reader never sees a half-written file): see :mod:`cavkit.io`.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-import uuid
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+from cavkit.io import write_bytes_atomic, write_text_atomic  # noqa: F401  (the data code's writers)
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -73,29 +72,3 @@ def makedirs(uri: str) -> None:
     fs.makedirs(path, exist_ok=True)
 
 
-def write_bytes_atomic(uri: str, data: bytes) -> None:
-    """Write ``data`` to ``uri`` so that the file appears complete or not at all."""
-    fs, path = filesystem(uri)
-    if isinstance(fs, LocalFileSystem):
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return
-    parent_dir = posixpath.dirname(path)
-    if parent_dir:
-        try:
-            fs.makedirs(parent_dir, exist_ok=True)
-        except (OSError, NotImplementedError):  # pragma: no cover - object stores without folders
-            pass
-    fs.pipe_file(path, data)
-
-
-def write_text_atomic(uri: str, text: str) -> None:
-    write_bytes_atomic(uri, text.encode("utf-8"))

@@ -134,7 +134,7 @@ _set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VAL
 @_set_option
 def recipe_check(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     """Validate one or more recipes; report every problem with its key path."""
-    from cavkit.errors import RecipeError, UsageError
+    from cavkit.errors import UsageError
     from cavkit.recipe import load_recipe
 
     errors = []

@@ -166,7 +166,7 @@ def inpaint_command(
     import numpy as np
     import torch
 
-    from cavkit.pictures.files import join, write_bytes_atomic
+    from cavkit.io import join, write_bytes_atomic
     from cavkit.pictures.inpaint import build_masker, inpaint, inpainting_figure, masked_mse
     from cavkit.pictures.sources import load_picture_model, require_pixel_targets, safe_file_stem, select_items
 
@@ -279,7 +279,7 @@ def localize_command(
     both map variants (plain and audio-centred) next to a centre-prior baseline."""
     import torch
 
-    from cavkit.pictures.files import join, write_bytes_atomic
+    from cavkit.io import join, write_bytes_atomic
     from cavkit.pictures.heatmap import animation_bytes, png_bytes
     from cavkit.pictures.inpaint import IMAGE_MEAN, IMAGE_STD
     from cavkit.pictures.localization import centre_prior, score_maps

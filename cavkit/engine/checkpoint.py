@@ -17,10 +17,8 @@ file is renamed to its final name, so a crash mid-write never leaves a file that
 from __future__ import annotations
 
 import io
-import os
 import random
 import re
-import uuid
 from typing import Any
 
 import fsspec
@@ -28,57 +26,16 @@ import numpy as np
 import torch
 
 from cavkit.errors import CheckpointError
+from cavkit.io import join, write_bytes_atomic
 
 FORMAT = "cavkit.checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"step-(\d+)\.pt")
-_CHUNK = 8 << 20
-
-
-def join(base: str, *parts: str) -> str:
-    """Join URI path parts with ``/`` (works for local paths and ``proto://`` URIs)."""
-    out = base.rstrip("/")
-    for part in parts:
-        out = f"{out}/{part.strip('/')}"
-    return out
 
 
 def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}.pt"
-
-
-def _write_chunks(handle, data: bytes) -> None:
-    for start in range(0, len(data), _CHUNK):
-        handle.write(data[start : start + _CHUNK])
-
-
-def write_bytes_atomic(uri: str, data: bytes) -> None:
-    """Write ``data`` to ``uri`` so that ``uri`` either does not change or holds all of ``data``."""
-    fs, path = fsspec.core.url_to_fs(uri)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.{path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}.tmp" if parent else f".{path}.tmp"
-    try:
-        with fs.open(tmp, "wb") as handle:
-            _write_chunks(handle, data)
-            flush = getattr(handle, "flush", None)
-            if flush:
-                flush()
-            fileno = getattr(handle, "fileno", None)
-            if fileno is not None:
-                try:
-                    os.fsync(fileno())
-                except (OSError, io.UnsupportedOperation, ValueError):
-                    pass
-        fs.mv(tmp, path)
-    except BaseException:
-        try:
-            if fs.exists(tmp):
-                fs.rm(tmp)
-        finally:
-            raise
 
 
 def save_object(obj: Any, uri: str) -> None:

@@ -195,9 +195,9 @@ def _loader(dataset, batch_size: int, num_workers: int):
 
 
 def _write_json(uri: str, data: dict[str, Any]) -> None:
-    from cavkit.evaluation.features import atomic_write_bytes
+    from cavkit.io import write_bytes_atomic
 
-    atomic_write_bytes(uri, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    write_bytes_atomic(uri, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def _strategy_names(names: tuple[str, ...], recipe) -> list[str]:

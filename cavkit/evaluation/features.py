@@ -16,7 +16,6 @@ extraction can serve many strategies, directions and kNN runs.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from cavkit.errors import DataError, UsageError
+from cavkit.io import write_bytes_atomic
 
 EmbeddingKind = Literal["auto", "global", "pooled"]
 
@@ -56,7 +56,7 @@ class Features:
         if self.labels is not None:
             tensors["labels"] = self.labels.float().contiguous().cpu()
         meta = {"clip_ids": json.dumps(self.clip_ids), "embedding": self.embedding, "format": "cavkit-features/1"}
-        atomic_write_bytes(uri, save(tensors, metadata=meta))
+        write_bytes_atomic(uri, save(tensors, metadata=meta))
 
     @classmethod
     def load(cls, uri: str) -> Features:
@@ -87,24 +87,6 @@ class Features:
 def _safetensors_metadata(blob: bytes) -> dict[str, str]:
     size = int.from_bytes(blob[:8], "little")
     return json.loads(blob[8 : 8 + size]).get("__metadata__", {}) or {}
-
-
-def atomic_write_bytes(uri: str, data: bytes) -> None:
-    """Write ``data`` to ``uri`` through fsspec: a temporary sibling first, then a rename."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(uri)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    try:
-        fs.mv(tmp, path)
-    except Exception:
-        fs.rm(tmp)
-        raise
 
 
 def pick_embeddings(embeddings: Any, kind: EmbeddingKind) -> tuple[torch.Tensor, torch.Tensor, str]:

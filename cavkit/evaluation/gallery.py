@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from cavkit.errors import UsageError
-from cavkit.evaluation.features import atomic_write_bytes
+from cavkit.io import write_bytes_atomic
 from cavkit.evaluation.retrieval import DIRECTION_LABELS, DIRECTIONS, DirectionResult
 
 TILE = 112
@@ -170,4 +170,4 @@ def write_gallery(
         data = gallery_png(results, clip_ids, queries=queries, fetch=fetch)
     else:
         raise UsageError(f"gallery {uri!r}: the name must end in .html or .png")
-    atomic_write_bytes(uri, data)
+    write_bytes_atomic(uri, data)

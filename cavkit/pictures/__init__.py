@@ -2,7 +2,6 @@
 
 Modules (each imports torch/matplotlib only where it needs them):
 
-* :mod:`cavkit.pictures.files` — atomic writes through fsspec.
 * :mod:`cavkit.pictures.patches` — patchify/unpatchify of images and fbanks (spec §1.5).
 * :mod:`cavkit.pictures.inpaint` — masked input and pasted reconstruction, the 2×3 figure (spec §9.1).
 * :mod:`cavkit.pictures.heatmap` — audio-to-patch similarity maps, overlays, animated GIF/APNG.

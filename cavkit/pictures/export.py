@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from cavkit.errors import DataError, UsageError
-from cavkit.pictures.files import read_bytes, write_bytes_atomic
+from cavkit.io import read_bytes, write_bytes_atomic
 
 FORMATS = ("safetensors", "npz")
 

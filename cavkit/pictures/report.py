@@ -358,7 +358,7 @@ def write_report(run_dir: str, out_dir: str | None = None) -> dict[str, str]:
 
     :returns: ``{"html": uri, "curves": [uris...]}``-style mapping of what was written.
     """
-    from cavkit.pictures.files import join, write_bytes_atomic
+    from cavkit.io import join, write_bytes_atomic
 
     out_dir = out_dir or join(run_dir, REPORT_DIR)
     content = collect_report(run_dir, report_dir=out_dir)

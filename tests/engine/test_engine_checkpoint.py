@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from cavkit import io as cavkit_io
 from cavkit.engine import checkpoint as ckpt
 from cavkit.errors import CheckpointError
 
@@ -32,17 +33,17 @@ def test_crash_mid_write_leaves_no_valid_looking_file(tmp_path: Path, monkeypatc
     ckpt.save_object({"format": ckpt.FORMAT, "version": 1, "w": torch.ones(1000)}, good)
     before = Path(good).read_bytes()
 
-    real = ckpt._write_chunks
+    real = cavkit_io._write_chunks
 
     def crash_after_first_chunk(handle, data):
         handle.write(data[: len(data) // 3])
         raise KeyboardInterrupt("simulated crash while writing")
 
-    monkeypatch.setattr(ckpt, "_write_chunks", crash_after_first_chunk)
+    monkeypatch.setattr(cavkit_io, "_write_chunks", crash_after_first_chunk)
     with pytest.raises(KeyboardInterrupt):
         ckpt.save_object({"format": ckpt.FORMAT, "version": 1, "w": torch.zeros(100_000)},
                          ckpt.join(run, "checkpoints", ckpt.checkpoint_name(2)))
-    monkeypatch.setattr(ckpt, "_write_chunks", real)
+    monkeypatch.setattr(cavkit_io, "_write_chunks", real)
     files = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert files == ["step-00000001.pt"], files  # no partial step-2 file, no temp file left behind
     assert ckpt.latest_checkpoint(run) == good and Path(good).read_bytes() == before
