@@ -14,8 +14,8 @@ from cavkit.data import storage
 from cavkit.data.audio import AudioDecodeError, decode_audio
 
 
-def audio_status(uri: str) -> str:
-    """``ok``, ``missing``, ``empty`` or ``unreadable`` (the whole file is decoded)."""
+def _file_status(uri: str, decode, unreadable: type[Exception] | tuple[type[Exception], ...]) -> str:
+    """``ok``, ``missing``, ``empty`` or ``unreadable`` (``decode(bytes)`` raises ``unreadable``)."""
     try:
         data = storage.read_bytes(uri)
     except FileNotFoundError:
@@ -25,28 +25,25 @@ def audio_status(uri: str) -> str:
     if not data:
         return "empty"
     try:
-        decode_audio(data)
-    except AudioDecodeError:
+        decode(data)
+    except unreadable:
         return "unreadable"
     return "ok"
+
+
+def _decode_image(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+
+
+def audio_status(uri: str) -> str:
+    """``ok``, ``missing``, ``empty`` or ``unreadable`` (the whole file is decoded)."""
+    return _file_status(uri, decode_audio, AudioDecodeError)
 
 
 def frame_status(uri: str) -> str:
     """``ok``, ``missing``, ``empty`` or ``unreadable`` (PIL decodes the image)."""
-    try:
-        data = storage.read_bytes(uri)
-    except FileNotFoundError:
-        return "missing"
-    except OSError:
-        return "unreadable"
-    if not data:
-        return "empty"
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-    except Exception:
-        return "unreadable"
-    return "ok"
+    return _file_status(uri, _decode_image, Exception)
 
 
 @attrs.define

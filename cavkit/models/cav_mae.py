@@ -77,17 +77,23 @@ class CAVMAE(nn.Module):
     def embed(self, audio: torch.Tensor | None, image: torch.Tensor | None) -> Embeddings:
         """Unmasked embeddings (either input may be ``None``): patch latents after ``norm_a``/``norm_v``,
         their means, and the global tokens when the encoder has them. No joint pass (spec §2.5, §5.4)."""
-        ta = self.audio_tokenizer(audio) if audio is not None else None
-        tv = self.visual_tokenizer(image) if image is not None else None
-        enc = self.encoder(ta, tv, joint=False)
-        return Embeddings(
-            audio_patches=enc.audio,
-            visual_patches=enc.visual,
-            audio_pooled=enc.audio.mean(dim=1) if enc.audio is not None else None,
-            visual_pooled=enc.visual.mean(dim=1) if enc.visual is not None else None,
-            audio_global=enc.audio_global,
-            visual_global=enc.visual_global,
-        )
+        return unmasked_embeddings(self, audio, image)
+
+
+def unmasked_embeddings(model: nn.Module, audio: torch.Tensor | None, image: torch.Tensor | None) -> Embeddings:
+    """:class:`Embeddings` of a model with ``audio_tokenizer``, ``visual_tokenizer`` and ``encoder``
+    parts: the encoder without the joint pass, pooled by the mean over patch tokens."""
+    ta = model.audio_tokenizer(audio) if audio is not None else None
+    tv = model.visual_tokenizer(image) if image is not None else None
+    enc = model.encoder(ta, tv, joint=False)
+    return Embeddings(
+        audio_patches=enc.audio,
+        visual_patches=enc.visual,
+        audio_pooled=enc.audio.mean(dim=1) if enc.audio is not None else None,
+        visual_pooled=enc.visual.mean(dim=1) if enc.visual is not None else None,
+        audio_global=enc.audio_global,
+        visual_global=enc.visual_global,
+    )
 
 
 def build_parts(config, *, with_maskers: bool = True) -> dict[str, nn.Module]:

@@ -19,7 +19,7 @@ from torch import nn
 
 from cavkit.errors import UsageError
 from cavkit.interfaces import Embeddings, ModelOutput
-from cavkit.models.cav_mae import build_parts
+from cavkit.models.cav_mae import build_parts, unmasked_embeddings
 
 MODES = ("multimodal", "audioonly", "videoonly", "missingaudioonly", "missingvideoonly")
 
@@ -80,17 +80,7 @@ class Classifier(nn.Module):
 
     def embed(self, audio: torch.Tensor | None, image: torch.Tensor | None) -> Embeddings:
         """Unmasked per-modality embeddings, as :meth:`cavkit.models.cav_mae.CAVMAE.embed`."""
-        ta = self.audio_tokenizer(audio) if audio is not None else None
-        tv = self.visual_tokenizer(image) if image is not None else None
-        out = self.encoder(ta, tv, joint=False)
-        return Embeddings(
-            audio_patches=out.audio,
-            visual_patches=out.visual,
-            audio_pooled=out.audio.mean(dim=1) if out.audio is not None else None,
-            visual_pooled=out.visual.mean(dim=1) if out.visual is not None else None,
-            audio_global=out.audio_global,
-            visual_global=out.visual_global,
-        )
+        return unmasked_embeddings(self, audio, image)
 
 
 def build_classifier(config, **_: object) -> Classifier:
