@@ -44,7 +44,8 @@ class CheckpointContents:
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def _read_bytes(uri: str) -> bytes:
+def read_checkpoint_bytes(uri: str) -> bytes:
+    """The bytes of a checkpoint file; missing, directory and empty files are :class:`CheckpointError`."""
     import fsspec
 
     try:
@@ -155,7 +156,7 @@ def read_checkpoint(uri: str) -> CheckpointContents:
 
     :raises CheckpointError: missing, empty, truncated or foreign files, with what was expected.
     """
-    data = _read_bytes(uri)
+    data = read_checkpoint_bytes(uri)
     node = None
     if _looks_like_safetensors(data):
         state, meta = _load_safetensors(uri, data)

@@ -47,11 +47,9 @@ def save_object(obj: Any, uri: str) -> None:
 
 def load_object(uri: str) -> Any:
     """``torch.load`` a checkpoint file with ``weights_only=True`` (CPU tensors)."""
-    try:
-        with fsspec.open(uri, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise CheckpointError(f"{uri}: checkpoint not found") from None
+    from cavkit.checkpoints.load import read_checkpoint_bytes
+
+    data = read_checkpoint_bytes(uri)
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated or foreign file

@@ -7,7 +7,6 @@ picture command accepts the same data options as ``cavkit eval``.
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
@@ -54,14 +53,9 @@ def stored_recipe_text(uri: str) -> str | None:
             except (FileNotFoundError, OSError):
                 continue
         return None
-    import torch
+    from cavkit.engine.checkpoint import load_object
 
-    with fsspec.open(uri, "rb") as fh:
-        data = fh.read()
-    try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: load_model reports it in full
-        raise CheckpointError(f"{uri}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    obj = load_object(uri)
     if isinstance(obj, dict) and obj.get("format") == "cavkit.checkpoint" and isinstance(obj.get("recipe"), str):
         return obj["recipe"]
     return None
