@@ -11,7 +11,7 @@ import posixpath
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from cavkit.io import write_bytes_atomic, write_text_atomic  # noqa: F401  (the data code's writers)
+from cavkit.io import read_bytes, write_bytes_atomic, write_text_atomic  # noqa: F401  (the data code's I/O)
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -45,12 +45,6 @@ def resolve(path: str, base_dir: str) -> str:
     if has_protocol(path) or os.path.isabs(path):
         return path
     return join(base_dir, path)
-
-
-def read_bytes(uri: str) -> bytes:
-    """The whole file; raises ``FileNotFoundError`` / ``OSError`` as the filesystem does."""
-    with fsspec.open(uri, "rb") as f:
-        return f.read()
 
 
 def exists(uri: str) -> bool:
