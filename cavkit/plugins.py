@@ -34,13 +34,15 @@ from cavkit.registry import BUILTIN, ComponentRegistry, canonical_plugin
 if TYPE_CHECKING:  # pragma: no cover
     import click
 
-#: Built-in plugin modules; each implements ``cavkit_register_components``.
+#: Built-in plugin modules; each implements ``cavkit_register_components`` and/or ``cavkit_register_commands``.
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "cavkit.default_plugins.commands",
+    "cavkit.default_plugins.core",
     "cavkit.default_plugins.models",
+    "cavkit.default_plugins.objectives",
     "cavkit.default_plugins.data",
     "cavkit.default_plugins.evaluation",
     "cavkit.default_plugins.training",
+    "cavkit.default_plugins.checkpoints",
     "cavkit.default_plugins.pictures",
 )
 

@@ -1,4 +1,4 @@
-"""Built-in datasets (CAV-MAE, CAV-MAE Sync, shards, synthetic) and the data commands (prepare, data check)."""
+"""Built-in datasets (CAV-MAE, CAV-MAE Sync, shards, synthetic); registers the data commands (:mod:`cavkit.data.commands`)."""
 
 from __future__ import annotations
 

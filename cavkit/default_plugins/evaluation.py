@@ -1,4 +1,4 @@
-"""Built-in retrieval strategies and the evaluation commands (``cavkit eval retrieval|classify``)."""
+"""Built-in retrieval strategies; registers the evaluation commands (:mod:`cavkit.evaluation.commands`)."""
 
 from __future__ import annotations
 

@@ -1,17 +1,14 @@
-"""Built-in model parts: tokenizers, maskers, encoders, decoders, objectives and models (CAV-MAE, CAV-MAE Sync, classifier).
+"""Built-in model parts: tokenizers, maskers, encoders, decoders and models (CAV-MAE, CAV-MAE Sync, classifier).
 
 Everything is registered by lazy ``"module:attr"`` reference: listing components imports no torch.
-Also adds ``cavkit convert`` (official checkpoint <-> cavkit format).
+Objectives register from :mod:`cavkit.default_plugins.objectives`.
 """
 
 from __future__ import annotations
 
-import click
-
 from cavkit import hookimpl
 
 _M = "cavkit.models"
-_O = "cavkit.objectives"
 
 #: (kind, name, factory, config, summary)
 COMPONENTS: tuple[tuple[str, str, str, str, str], ...] = (
@@ -79,34 +76,6 @@ COMPONENTS: tuple[tuple[str, str, str, str, str], ...] = (
         "MAE decoder with per-modality prediction heads",
     ),
     (
-        "objective",
-        "mae",
-        f"{_O}.mae:build_mae",
-        f"{_O}.configs:MAEConfig",
-        "masked reconstruction loss (audio + visual)",
-    ),
-    (
-        "objective",
-        "infonce",
-        f"{_O}.infonce:build_infonce",
-        f"{_O}.configs:InfoNCEConfig",
-        "InfoNCE on mean-pooled patch latents",
-    ),
-    (
-        "objective",
-        "sync_contrastive",
-        f"{_O}.infonce:build_sync_contrastive",
-        f"{_O}.configs:SyncContrastiveConfig",
-        "InfoNCE on Sync global tokens (optionally averaged with the pooled-patch loss)",
-    ),
-    (
-        "objective",
-        "classification",
-        f"{_O}.classification:build_classification",
-        f"{_O}.configs:ClassificationConfig",
-        "BCE or soft-target cross-entropy on logits",
-    ),
-    (
         "model",
         "cav_mae",
         f"{_M}.cav_mae:build_cav_mae",
@@ -135,35 +104,3 @@ def cavkit_register_components(registry):
     """Register this area's built-in components (lazy references, no torch import)."""
     for kind, name, factory, config, summary in COMPONENTS:
         registry.add(kind, name, factory, config, summary=summary)
-
-
-@hookimpl
-def cavkit_register_commands(cli: click.Group) -> None:
-    cli.add_command(convert_command)
-
-
-@click.command("convert")
-@click.argument("src")
-@click.argument("dst")
-@click.option(
-    "--to",
-    "target",
-    type=click.Choice(["auto", "cavkit", "upstream"]),
-    default="auto",
-    show_default=True,
-    help="output format; auto: an official checkpoint becomes cavkit format, a cavkit one the upstream layout",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="override an inferred model setting, e.g. encoder.num_heads=2 (repeatable)",
-)
-def convert_command(src: str, dst: str, target: str, overrides: tuple[str, ...]) -> None:
-    """Convert a checkpoint: official .pth -> cavkit (safetensors + recipe), or cavkit -> upstream .pth."""
-    from cavkit.checkpoints.convert import convert
-
-    written = convert(src, dst, target=target, overrides=overrides)
-    for path in written:
-        click.echo(f"wrote {path}")

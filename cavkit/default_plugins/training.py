@@ -1,71 +1,13 @@
-"""The training command: ``cavkit train RECIPE [--set k=v ...] [--resume latest|PATH]``.
-
-On several GPUs or nodes the same command runs under torchrun, which sets the process group's
-environment that :func:`cavkit.engine.dist.init_distributed` reads::
-
-    torchrun --nproc-per-node 8 -m cavkit train recipes/sync_pretrain.yaml
-
-torch is imported inside the command body only, so ``cavkit --help`` stays fast.
-"""
+"""Built-in training command: registers ``cavkit train`` (:mod:`cavkit.engine.commands`)."""
 
 from __future__ import annotations
-
-import posixpath
-
-import click
 
 from cavkit import hookimpl
 
 
 @hookimpl
-def cavkit_register_components(registry):
-    """The training area registers no components (it runs the ones a recipe names)."""
+def cavkit_register_commands(cli):
+    """Add ``cavkit train``."""
+    from cavkit.engine.commands import train_command
 
-
-@hookimpl
-def cavkit_register_commands(cli: click.Group) -> None:
     cli.add_command(train_command)
-
-
-def run_dir_for(template: str, recipe_uri: str) -> str:
-    """Fill ``{recipe}`` in ``run.dir`` with the recipe's file stem."""
-    stem = posixpath.basename(recipe_uri.rstrip("/")).rsplit(".", 1)[0]
-    return template.replace("{recipe}", stem)
-
-
-@click.command("train")
-@click.argument("recipe")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value (repeatable), e.g. trainer.epochs=2.")
-@click.option("--resume", default=None, metavar="latest|PATH", help="Continue from the run directory's latest checkpoint, or from a checkpoint file.")
-@click.option("--run-dir", default=None, metavar="URI", help="Run directory (any fsspec URI); default: the recipe's run.dir.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to train.")
-def train_command(recipe: str, overrides: tuple[str, ...], resume: str | None, run_dir: str | None, device: str) -> None:
-    """Train the model of RECIPE (a YAML file or fsspec URI).
-
-    Writes the resolved recipe, versions, TensorBoard logs, metrics and checkpoints to the run
-    directory. Under torchrun each process trains one device; logging happens on rank 0.
-    """
-    import sys
-
-    from cavkit.engine.dist import init_distributed, shutdown_distributed
-    from cavkit.engine.trainer import Trainer
-    from cavkit.plugins import get_plugin_host
-    from cavkit.recipe import load_recipe
-
-    host = get_plugin_host()
-    loaded = load_recipe(recipe, list(overrides), host=host)
-    directory = run_dir or run_dir_for(loaded.run.dir, recipe)
-    dist = init_distributed(None if device == "auto" else device)
-    try:
-        trainer = Trainer(loaded, run_dir=directory, dist=dist, versions=host.versions(), argv=sys.argv)
-        if dist.is_rank_zero:
-            click.echo(
-                f"cavkit: training {recipe} on {dist.world_size} x {dist.device.type}: "
-                f"{trainer.total_steps} steps of {trainer.global_batch} samples, run directory {directory}",
-                err=True,
-            )
-        result = trainer.fit(resume=resume)
-        if dist.is_rank_zero:
-            click.echo(f"cavkit: done at step {result['step']}; weights: {result.get('final_weights')}", err=True)
-    finally:
-        shutdown_distributed()

@@ -10,39 +10,32 @@ from typing import Any
 
 import click
 
+from cavkit.cli_options import (
+    batch_size_option,
+    checkpoint_option,
+    data_params_option,
+    datafile_option,
+    dataset_type_option,
+    device_option,
+    key_values,
+    num_workers_option,
+    precision_option,
+    set_option,
+)
+from cavkit.devices import autocast_dtype, resolve_device
 from cavkit.errors import UsageError
 
-_DEVICE = click.option(
-    "--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: cuda when present)"
+_DEVICE = device_option()
+_PRECISION = precision_option(help="autocast precision of the forward passes (upstream retrieval runs fp16 on GPU)")
+_BATCH = batch_size_option()
+_WORKERS = num_workers_option()
+_CHECKPOINT = checkpoint_option(help="model checkpoint (cavkit run/checkpoint or an official .pth)")
+_DATAFILE = datafile_option(help="datafile JSON of the evaluation clips (instead of the recipe's data.eval)")
+_DATASET_TYPE = dataset_type_option(
+    help="dataset component for --datafile (default: cav_mae_sync for Sync models, else cav_mae)"
 )
-_PRECISION = click.option(
-    "--precision",
-    type=click.Choice(["fp32", "fp16", "bf16"]),
-    default="fp32",
-    show_default=True,
-    help="autocast precision of the forward passes (upstream retrieval runs fp16 on GPU)",
-)
-_BATCH = click.option(
-    "--batch-size", default=16, show_default=True, type=click.IntRange(1), help="clips per forward pass"
-)
-_WORKERS = click.option(
-    "--num-workers", default=0, show_default=True, type=click.IntRange(0), help="DataLoader workers"
-)
-_CHECKPOINT = click.option("--checkpoint", help="model checkpoint (cavkit run/checkpoint or an official .pth)")
-_DATAFILE = click.option("--datafile", help="datafile JSON of the evaluation clips (instead of the recipe's data.eval)")
-_DATASET_TYPE = click.option(
-    "--dataset-type", help="dataset component for --datafile (default: cav_mae_sync for Sync models, else cav_mae)"
-)
-_DATA_PARAMS = click.option(
-    "--data",
-    "data_params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="extra dataset parameter (repeatable), e.g. --data label_csv=labels.csv",
-)
-_SET = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a recipe value (repeatable)"
-)
+_DATA_PARAMS = data_params_option(help="extra dataset parameter (repeatable), e.g. --data label_csv=labels.csv")
+_SET = set_option()
 
 
 @click.group("eval")
@@ -55,45 +48,6 @@ def _host():
     from cavkit.plugins import get_plugin_host
 
     return get_plugin_host()
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise UsageError(f"--device {name!r} is not a device: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is available here; use --device cpu")
-    return device
-
-
-def _autocast_dtype(precision: str):
-    import torch
-
-    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-
-
-def _parse_value(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _key_values(items: tuple[str, ...], option: str) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{option} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = _parse_value(value)
-    return out
 
 
 def _load_recipe(recipe: str | None, overrides: tuple[str, ...]):
@@ -325,7 +279,7 @@ def retrieval_command(
 
     parsed = _load_recipe(recipe, overrides)
     directions_t = normalize_directions(directions)
-    dev = _device(device)
+    dev = resolve_device(device)
     dataset = None
     started = time.perf_counter()
     if features_uri:
@@ -344,7 +298,7 @@ def retrieval_command(
             node_data=recipe_data(parsed, "eval"),
             datafile=datafile,
             dataset_type=dataset_type,
-            data_params=_key_values(data_params, "--data"),
+            data_params=key_values(data_params, "--data"),
             mode="retrieval",
             sync=_is_sync(model),
         )
@@ -353,7 +307,7 @@ def retrieval_command(
             _loader(dataset, batch_size, num_workers),
             embedding=embedding,
             device=dev,
-            autocast_dtype=_autocast_dtype(precision),
+            autocast_dtype=autocast_dtype(precision),
             limit=samples,
         )
     extracted = time.perf_counter()
@@ -482,8 +436,8 @@ def classify_command(
 ) -> None:
     """Classification: mAP (multi-label), accuracy (single-label), AUC and d-prime (spec §7.1)."""
     parsed = _load_recipe(recipe, overrides)
-    dev = _device(device)
-    params = _key_values(data_params, "--data")
+    dev = resolve_device(device)
+    params = key_values(data_params, "--data")
     report: dict[str, Any] = {"checkpoint": checkpoint}
     if knn_k:
         report["knn"] = _knn(
@@ -575,7 +529,7 @@ def _classify_heads(
     if not hasattr(model, "head") or not hasattr(model, "features"):
         raise UsageError("this checkpoint holds no classifier; fine-tune one with `cavkit train`, or use --knn K")
     modes = modes or (getattr(model, "mode", "multimodal"),)
-    dtype = _autocast_dtype(precision)
+    dtype = autocast_dtype(precision)
     results: dict[str, dict[str, float]] = {}
     for mode in modes:
         per_frame, targets = [], None
@@ -671,7 +625,7 @@ def _knn(
             _loader(dataset, batch_size, num_workers),
             embedding=embedding,
             device=device,
-            autocast_dtype=_autocast_dtype(precision),
+            autocast_dtype=autocast_dtype(precision),
             limit=limit,
         )
 

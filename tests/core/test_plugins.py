@@ -205,7 +205,7 @@ def test_plugins_command_lists_builtins_plugins_registrations_and_failures(site)
     site.add_dist("cavkit-broken", "1.2", {"broken": "cavkit_broken"}, {"cavkit_broken.py": "raise ImportError('nope')\n"})
     result = run_cli(["plugins"])
     assert result.exit_code == 0, result.stderr
-    assert "cavkit.default_plugins.commands  (built-in; cavkit " in result.stdout
+    assert "cavkit.default_plugins.core  (built-in; cavkit " in result.stdout
     assert "commands: components, plugins, recipe" in result.stdout
     assert "toy  (plugin; cavkit-toy 0.3.1)" in result.stdout
     assert "model cavkit-toy/toy_model" in result.stdout

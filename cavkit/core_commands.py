@@ -1,4 +1,8 @@
-"""Built-in core commands: ``plugins``, ``components``, ``recipe check`` and ``recipe show``."""
+"""The core commands: ``cavkit plugins`` (what is installed and what failed) and ``cavkit components``.
+
+They read the process's plugin host, which :func:`cavkit.cli.build_cli` builds before any command runs.
+Imports no torch.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +10,14 @@ import json
 
 import click
 
-from cavkit import hookimpl
-
-
-@hookimpl
-def cavkit_register_components(registry):
-    """The core registers no components itself (see the other built-in plugins)."""
-
-
-@hookimpl
-def cavkit_register_commands(cli: click.Group) -> None:
-    cli.add_command(plugins_command)
-    cli.add_command(components_command)
-    cli.add_command(recipe_group)
-
-
-def _host():
-    from cavkit.plugins import get_plugin_host
-
-    return get_plugin_host()
+from cavkit.plugins import get_plugin_host
 
 
 @click.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_command(as_json: bool) -> None:
     """List plugins: distribution, version, what each registered, and load failures."""
-    host = _host()
+    host = get_plugin_host()
     registered: dict[str, list[str]] = {}
     for spec in host.registry.specs():
         registered.setdefault(spec.source, []).append(f"{spec.kind} {spec.qualified_id}")
@@ -76,7 +62,7 @@ def components_command(args: tuple[str, ...]) -> None:
     from cavkit.errors import UsageError
     from cavkit.registry import KINDS
 
-    host = _host()
+    host = get_plugin_host()
     if args and args[0] == "show":
         if len(args) != 3:
             raise UsageError("usage: cavkit components show KIND NAME")
@@ -119,49 +105,3 @@ def components_command(args: tuple[str, ...]) -> None:
             click.echo(f"    {spec.qualified_id:<36}{summary}")
     for f in host.failures:
         click.echo(f"(plugin {f.name!r} failed to load: {f.error})")
-
-
-@click.group("recipe")
-def recipe_group() -> None:
-    """Check and show recipes."""
-
-
-_set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value (repeatable).")
-
-
-@recipe_group.command("check")
-@click.argument("recipes", nargs=-1, required=True)
-@_set_option
-def recipe_check(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    """Validate one or more recipes; report every problem with its key path."""
-    from cavkit.errors import UsageError
-    from cavkit.recipe import load_recipe
-
-    errors = []
-    for uri in recipes:
-        try:
-            load_recipe(uri, overrides)
-            click.echo(f"{uri}: ok")
-        except UsageError as exc:
-            errors.append(exc)
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise UsageError("\n".join(str(e) for e in errors))
-
-
-@recipe_group.command("show")
-@click.argument("recipe")
-@_set_option
-def recipe_show(recipe: str, overrides: tuple[str, ...]) -> None:
-    """Print the resolved recipe: base merged, overrides applied, defaults filled in."""
-    import yaml
-
-    from cavkit.config import unstructure
-    from cavkit.recipe import load_recipe
-
-    host = _host()
-    resolved = load_recipe(recipe, overrides, host=host)
-    versions = ", ".join(f"{dist} {version}" for dist, version in sorted(host.versions().items()))
-    click.echo(f"# resolved from {recipe} with {versions}")
-    click.echo(yaml.safe_dump(unstructure(resolved), sort_keys=False), nl=False)

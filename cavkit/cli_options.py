@@ -1,0 +1,98 @@
+"""The click options several commands share, defined once: device, precision, checkpoint, ``--set``,
+the data options (``--datafile``, ``--dataset-type``, ``--data KEY=VALUE``) and DataLoader sizes.
+
+Each helper returns a fresh decorator; the parameter names it creates are fixed (``device``,
+``precision``, ``checkpoint``, ``datafile``, ``dataset_type``, ``data_params``, ``batch_size``,
+``num_workers``; ``--set`` takes its destination). Imports no torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+from cavkit.devices import PRECISIONS
+from cavkit.errors import UsageError
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def device_option() -> Decorator:
+    """``--device`` (resolved by :func:`cavkit.devices.resolve_device`)."""
+    return click.option(
+        "--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: cuda when present)"
+    )
+
+
+def precision_option(help: str = "autocast precision of the forward passes") -> Decorator:
+    """``--precision fp32|fp16|bf16`` (mapped by :func:`cavkit.devices.autocast_dtype`)."""
+    return click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help=help)
+
+
+def checkpoint_option(
+    *, required: bool = False, help: str = "model checkpoint: a cavkit checkpoint/weights file or an official .pth"
+) -> Decorator:
+    """``--checkpoint URI``."""
+    return click.option("--checkpoint", required=required, help=help)
+
+
+def set_option(dest: str = "overrides", help: str = "override a recipe value (repeatable)") -> Decorator:
+    """``--set KEY=VALUE`` (repeatable), collected into ``dest``."""
+    return click.option("--set", dest, multiple=True, metavar="KEY=VALUE", help=help)
+
+
+def datafile_option(help: str = "datafile JSON of the clips (spec §6.1)") -> Decorator:
+    """``--datafile URI``."""
+    return click.option("--datafile", help=help)
+
+
+def dataset_type_option(
+    help: str = "dataset component for --datafile (default: from the model's declared inputs: "
+    "cav_mae_sync for per-frame segments, else cav_mae); without --datafile e.g. synthetic",
+) -> Decorator:
+    """``--dataset-type NAME``."""
+    return click.option("--dataset-type", help=help)
+
+
+def data_params_option(help: str = "dataset parameter (repeatable), e.g. --data label_csv=labels.csv") -> Decorator:
+    """``--data KEY=VALUE`` (repeatable), collected into ``data_params``; parse with :func:`key_values`."""
+    return click.option("--data", "data_params", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+def batch_size_option() -> Decorator:
+    """``--batch-size N``."""
+    return click.option(
+        "--batch-size", default=16, show_default=True, type=click.IntRange(1), help="clips per forward pass"
+    )
+
+
+def num_workers_option() -> Decorator:
+    """``--num-workers N``."""
+    return click.option(
+        "--num-workers", default=0, show_default=True, type=click.IntRange(0), help="DataLoader workers"
+    )
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value read as YAML (``8`` -> int, ``true`` -> bool), else the text itself."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def key_values(items: tuple[str, ...] | list[str], option: str) -> dict[str, Any]:
+    """``("k=v", ...)`` as a dict with YAML-parsed values.
+
+    :raises UsageError: an item without ``=`` or with an empty key (named with ``option``).
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{option} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = parse_value(value)
+    return out
