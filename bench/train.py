@@ -114,7 +114,9 @@ def run_one(name: str, *, batch: int | None, steps: int, device: str, precision:
 
     def next_batch():
         return {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in next(loader).items()}
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    from cavkit.devices import autocast_dtype
+
+    dtype = autocast_dtype(precision)
 
     def plain_step(batch):
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
