@@ -7,12 +7,16 @@ Output layout under ``OUT`` (the published one, spec §6.1-6.2)::
     OUT/datafile.json                  {"data": [{video_id, wav, video_path, labels}, ...]}
     OUT/labels.csv                     index,mid,display_name         (given labels)
     OUT/datafile_weight.csv            class-balancing sample weights (given labels)
-    OUT/prepare_report.json            prepared / skipped / failed with reasons
+    OUT/prepare_report.json            prepared / skipped / failed with reasons, per-clip notes
+    OUT/prepare_settings.json          frames, frame method and image size the clips were made with
     OUT/shards/shard-000000.tar        optional WebDataset-style shards (cavkit.data.shards)
 
 Resumable and atomic: every file is written under a temporary name and renamed; a clip's frames
 are written before its wav, so a clip counts as done only when its wav and all its frames exist. A
-killed run leaves at worst some frames without a wav, which the next run redoes.
+killed run leaves at worst some frames without a wav, which the next run redoes. A re-run with other
+frame or image settings is refused (``--overwrite`` redoes every clip) instead of skipping clips that
+were made differently. Files cut short (header declares more than the decoder finds) fail as
+``truncated``; saved frames that repeat the stream's last frame are noted per clip in the report.
 """
 
 from __future__ import annotations
@@ -32,9 +36,21 @@ from cavkit.data import datafile as df
 from cavkit.data import storage
 from cavkit.data.audio import SAMPLE_RATE
 from cavkit.data.images import encode_jpeg, resize_center_crop
-from cavkit.data.video import VideoError, decode_frames, extract_audio, frame_count_and_rate, frame_indices, open_container, wav_bytes
+from cavkit.data.video import (
+    VideoError,
+    check_not_truncated,
+    declared_seconds,
+    decode_frames,
+    extract_audio,
+    frame_count_and_rate,
+    frame_indices,
+    open_container,
+    wav_bytes,
+)
 from cavkit.errors import UsageError
 
+#: Records what the clips under OUT were made with (see :func:`claim_settings`).
+SETTINGS_FILE = "prepare_settings.json"
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg")
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 
@@ -54,12 +70,17 @@ class PrepareOptions:
 
 @attrs.frozen
 class ClipResult:
-    """One video's outcome: ``status`` is prepared / skipped (already done) / failed."""
+    """One video's outcome: ``status`` is prepared / skipped (already done) / failed.
+
+    ``note`` flags a prepared clip that is usable but not as the metadata promised (frames that
+    repeat the stream's last frame).
+    """
 
     video_id: str
     source: str
     status: str
     reason: str = ""
+    note: str = ""
 
 
 @attrs.frozen
@@ -73,6 +94,9 @@ class Summary:
     def failures(self) -> list[ClipResult]:
         return [r for r in self.results if r.status == "failed"]
 
+    def noted(self) -> list[ClipResult]:
+        return [r for r in self.results if r.note]
+
     def lines(self) -> list[str]:
         lines = [f"prepared {self.count('prepared')}, skipped {self.count('skipped')} (already done), failed {self.count('failed')}"]
         by_reason = Counter(r.reason.split(":")[0] for r in self.failures())
@@ -82,6 +106,10 @@ class Summary:
             lines.append(f"    {r.video_id}: {r.reason}  [{r.source}]")
         if len(self.failures()) > 20:
             lines.append(f"    ... {len(self.failures()) - 20} more in prepare_report.json")
+        noted = self.noted()
+        if noted:
+            lines.append(f"  prepared with a note: {len(noted)} (clip_notes in prepare_report.json)")
+            lines += [f"    {r.video_id}: {r.note}" for r in noted[:5]]
         return lines + self.notes
 
 
@@ -150,6 +178,8 @@ def prepare_clip(source: str, options: PrepareOptions) -> ClipResult:
         data = source if storage.is_local(source) else io.BytesIO(storage.read_bytes(source))
         with open_container(data) as container:
             samples = extract_audio(container)
+            # only the audio stream's own duration: audio may legitimately end before the video
+            check_not_truncated("audio", len(samples) / SAMPLE_RATE, declared_seconds(container.streams.audio[0]))
         if len(samples) < options.min_seconds * SAMPLE_RATE:
             raise VideoError("too short", f"{len(samples) / SAMPLE_RATE:.2f} s of audio, need {options.min_seconds} s")
         if isinstance(data, io.BytesIO):
@@ -159,7 +189,7 @@ def prepare_clip(source: str, options: PrepareOptions) -> ClipResult:
                 raise VideoError("no video track")
             count, fps = frame_count_and_rate(container.streams.video[0], container)
             wanted = frame_indices(count, fps, options.num_frames, options.frame_method)
-            images = decode_frames(container, wanted)
+            decoded = decode_frames(container, wanted)
     except VideoError as exc:
         return ClipResult(video_id, source, "failed", str(exc))
     except FileNotFoundError as exc:
@@ -167,14 +197,72 @@ def prepare_clip(source: str, options: PrepareOptions) -> ClipResult:
     except Exception as exc:  # a corrupt file can raise anything inside the decoder; report it, do not stop the run
         return ClipResult(video_id, source, "failed", f"undecodable: {type(exc).__name__}: {exc}")
     wav, frame_uris = clip_paths(options.out, video_id, options.num_frames)
-    for image, uri in zip(images, frame_uris):
+    for image, uri in zip(decoded.images, frame_uris):
         storage.write_bytes_atomic(uri, encode_jpeg(resize_center_crop(image, options.image_size)))
     storage.write_bytes_atomic(wav, wav_bytes(samples))
-    return ClipResult(video_id, source, "prepared")
+    note = ""
+    if decoded.repeated:
+        note = (f"{decoded.repeated} of {options.num_frames} frames repeat the last decoded frame "
+                f"(the metadata promised {count} frames)")
+    return ClipResult(video_id, source, "prepared", note=note)
 
 
 def _prepare_clip_star(args):
     return prepare_clip(*args)
+
+
+# -- settings of a prepared folder --------------------------------------------------------------------
+def clip_settings(options: PrepareOptions) -> dict:
+    """What a clip's files depend on besides its video: frame count and positions, image size."""
+    return {"num_frames": options.num_frames, "frame_method": options.frame_method, "image_size": options.image_size}
+
+
+def recorded_settings(out: str) -> dict | None:
+    """The settings the clips under ``out`` were made with, or ``None`` for a new folder.
+
+    Folders prepared before ``prepare_settings.json`` existed fall back to ``prepare_report.json``,
+    which records the frame count and method (not the image size).
+    """
+    for name, keys in ((SETTINGS_FILE, None), ("prepare_report.json", ("num_frames", "frame_method"))):
+        uri = storage.join(out, name)
+        if not storage.exists(uri):
+            continue
+        try:
+            recorded = json.loads(storage.read_bytes(uri))
+            if not isinstance(recorded, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            raise UsageError(f"{uri} is unreadable ({exc}); delete it and prepare with --overwrite") from None
+        return recorded if keys is None else {k: recorded[k] for k in keys if k in recorded}
+    return None
+
+
+def claim_settings(options: PrepareOptions, *, finished: bool = False) -> None:
+    """Refuse to mix clips made with other settings into ``options.out``; record this run's settings.
+
+    Without ``--overwrite``, a folder whose clips were made with another frame count, frame method or
+    image size is refused (skipping its clips as "already done" would hand out frames of the wrong
+    size or positions). ``--overwrite`` redoes every clip; until such a run ends, the record says so,
+    and a later run without ``--overwrite`` is refused rather than skipping clips it cannot tell apart.
+    """
+    wanted = clip_settings(options)
+    uri = storage.join(options.out, SETTINGS_FILE)
+    if not finished and not options.overwrite:
+        recorded = recorded_settings(options.out) or {}
+        if recorded.get("overwrite_unfinished"):
+            raise UsageError(
+                f"{options.out}: a run with --overwrite was interrupted there, so some clips may have been made "
+                "with the previous settings; finish it by running again with --overwrite"
+            )
+        changed = [key for key in wanted if key in recorded and recorded[key] != wanted[key]]
+        if changed:
+            had = ", ".join(f"{key} {recorded[key]}" for key in changed)
+            asked = ", ".join(f"{key} {wanted[key]}" for key in changed)
+            raise UsageError(
+                f"{options.out} holds clips prepared with {had}; this run asks for {asked}. "
+                "Prepare into another --out, or add --overwrite to redo every clip"
+            )
+    storage.write_text_atomic(uri, json.dumps({**wanted, "overwrite_unfinished": options.overwrite and not finished}, indent=1))
 
 
 # -- the run ------------------------------------------------------------------------------------------
@@ -194,7 +282,11 @@ def prepare(
     sources = list_videos(inputs)
     if not sources:
         raise UsageError("no input videos")
+    if not storage.has_protocol(options.out):
+        # the datafile's relative paths are read against the datafile's folder, not the cwd
+        options = attrs.evolve(options, out=os.path.abspath(options.out))
     storage.makedirs(options.out)
+    claim_settings(options)
     results: dict[int, ClipResult] = {}
     seen: dict[str, int] = {}
     todo = []
@@ -226,6 +318,8 @@ def prepare(
                     results[i] = ClipResult(video_id_of(sources[i]), sources[i], "failed", f"worker crashed: {type(exc).__name__}: {exc}")
                 bar.update()
     bar.close()
+    if options.overwrite:
+        claim_settings(options, finished=True)
     summary = Summary([results[i] for i in range(len(sources))])
     summary.notes.extend(write_outputs(summary, options, labels=labels, label_names=label_names))
     if shard_size:
@@ -266,8 +360,10 @@ def write_outputs(summary: Summary, options: PrepareOptions, *, labels=None, lab
         "prepared": summary.count("prepared"),
         "skipped": summary.count("skipped"),
         "failed": [attrs.asdict(r) for r in summary.failures()],
+        "clip_notes": [{"video_id": r.video_id, "source": r.source, "note": r.note} for r in summary.noted()],
         "num_frames": options.num_frames,
         "frame_method": options.frame_method,
+        "image_size": options.image_size,
         "notes": notes,
     }
     storage.write_text_atomic(storage.join(out, "prepare_report.json"), json.dumps(report, indent=1))

@@ -13,6 +13,7 @@ import wave
 from collections.abc import Iterator
 from typing import BinaryIO
 
+import attrs
 import numpy as np
 
 from cavkit.data.audio import SAMPLE_RATE
@@ -73,6 +74,42 @@ def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
     return out.getvalue()
 
 
+#: Decoded media may end this much before the declared duration before a clip counts as truncated
+#: (codec priming, edit lists and rounding move the end by milliseconds on intact files).
+TRUNCATION_TOLERANCE_SECONDS = 0.25
+TRUNCATION_TOLERANCE_FRACTION = 0.02
+
+
+def declared_seconds(stream, container=None) -> float | None:
+    """How long the container says ``stream`` lasts, in seconds (else the container's duration).
+
+    ``None`` when neither is known (some formats declare nothing).
+    """
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container is not None and container.duration:
+        return container.duration / 1_000_000
+    return None
+
+
+def check_not_truncated(what: str, decoded: float, declared: float | None) -> None:
+    """Raise ``VideoError("truncated")`` when ``decoded`` seconds fall clearly short of ``declared``.
+
+    A file cut short (an interrupted download or copy) often still opens: its header declares the
+    full length but the decoder runs out early. Intact files end within milliseconds of what they
+    declare, so a gap above ``max(0.25 s, 2 %)`` is damage, not rounding.
+    """
+    if declared is None:
+        return
+    tolerance = max(TRUNCATION_TOLERANCE_SECONDS, TRUNCATION_TOLERANCE_FRACTION * declared)
+    if declared - decoded > tolerance:
+        raise VideoError(
+            "truncated",
+            f"the {what} ends at {decoded:.2f} s but the file declares {declared:.2f} s "
+            "(an interrupted download or copy?); fetch the file again",
+        )
+
+
 def frame_count_and_rate(stream, container=None) -> tuple[int, float]:
     """``(frame count, fps)`` as the published OpenCV extractor saw them (container metadata).
 
@@ -105,11 +142,22 @@ def frame_indices(count: int, fps: float, num_frames: int, method: str = "cavmae
     return [max(0, int(i * span / num_frames) - 1) for i in range(num_frames)]
 
 
-def decode_frames(container, wanted: list[int]) -> list:
+@attrs.frozen
+class DecodedFrames:
+    """The saved frames of a clip and how many of them repeat the stream's last frame."""
+
+    images: list
+    #: Wanted indices past the last decoded frame; each got a copy of that frame.
+    repeated: int = 0
+
+
+def decode_frames(container, wanted: list[int]) -> DecodedFrames:
     """PIL RGB images for the decoded-frame indices ``wanted`` (in order, duplicates allowed).
 
-    A clip whose metadata promised more frames than it decodes (variable frame rate, truncation)
-    gets its last decoded frame for the indices past the end.
+    A clip whose metadata promised more frames than it decodes (variable frame rate, an edit list
+    that hides leading frames) gets its last decoded frame for the indices past the end, counted in
+    ``repeated``. When the decoded frames also end clearly before the declared duration, the file
+    was cut short: ``VideoError("truncated")`` instead of copies of one frame.
     """
     import av
 
@@ -120,17 +168,15 @@ def decode_frames(container, wanted: list[int]) -> list:
     targets = sorted(set(wanted))
     last_needed = targets[-1]
     found: dict[int, object] = {}
-    last = None
+    first = last = None
     index = -1
     try:
         for index, frame in enumerate(_frames(container, stream)):
-            if index in found or index not in targets:
-                last = frame
-                if index >= last_needed:
-                    break
-                continue
-            found[index] = frame.to_image()
+            if first is None:
+                first = frame
             last = frame
+            if index in targets and index not in found:
+                found[index] = frame.to_image()
             if index >= last_needed:
                 break
     except av.error.FFmpegError as exc:
@@ -138,6 +184,9 @@ def decode_frames(container, wanted: list[int]) -> list:
             raise VideoError("undecodable", f"video stream ({exc})") from exc
     if last is None:
         raise VideoError("undecodable", "the video track holds no frames")
+    repeated = sum(i not in found for i in wanted)
+    if repeated:
+        check_not_truncated("video", _decoded_span(first, last, stream), declared_seconds(stream, container))
     tail = None
     images = []
     for i in wanted:
@@ -146,7 +195,15 @@ def decode_frames(container, wanted: list[int]) -> list:
         else:
             tail = tail or last.to_image()
             images.append(tail)
-    return images
+    return DecodedFrames(images, repeated)
+
+
+def _decoded_span(first, last, stream) -> float:
+    """Seconds from the first decoded frame's start to the last one's end."""
+    if first.time is None or last.time is None:
+        return 0.0
+    rate = float(stream.average_rate or stream.base_rate or 0)
+    return last.time - first.time + (1.0 / rate if rate else 0.0)
 
 
 def _frames(container, stream) -> Iterator:
