@@ -3,7 +3,23 @@
 Shapes use B = batch, T = fbank frames, F = 128 mel bins, La / Lv = audio / visual patch tokens,
 D = encoder width, C = classes, K = frames per clip (Sync). This module imports no torch.
 
-Kinds and their call signatures (every factory is called as ``factory(config, **context)``):
+Every factory is called as ``factory(config, **context)`` with a validated config instance. The
+context is fixed per kind (a factory should name exactly these keyword parameters, so that a
+misspelt one is a ``TypeError`` rather than silently ignored):
+
+=======================  ==========================================================================
+kind                     context keywords
+=======================  ==========================================================================
+tokenizer (audio slot)   ``embed_dim``, ``audio_length``, ``trainable_pos``
+tokenizer (visual slot)  ``embed_dim``, ``image_size``, ``trainable_pos``
+encoder                  ``embed_dim``
+decoder                  ``encoder_dim``, ``audio_grid``, ``visual_grid``, ``audio_patch_dim``,
+                         ``visual_patch_dim``
+everything else          none
+=======================  ==========================================================================
+
+Kinds and what they are called with (:class:`Tokenizer`, :class:`Encoder`, :class:`Decoder` and
+:class:`Masker` spell out the calls the built-in models make):
 
 ``model``
     ``model(audio [B,T,128], image [B,3,H,W], *, noise_audio=None, noise_visual=None) -> ModelOutput``
@@ -20,18 +36,16 @@ Kinds and their call signatures (every factory is called as ``factory(config, **
 ``dataset``
     a ``torch.utils.data.Dataset`` (or ``IterableDataset``) built as ``factory(config)``; items are
     dicts, see :data:`SAMPLE_KEYS`.
-``masker``
-    ``masker(tokens [B,L,D], noise [B,L] | None, *, grid=(rows, cols) | None) -> Masked``: keeps the
-    ``int(L·(1-ratio))`` tokens with the lowest noise (drawing ``U[0,1)`` noise when ``None``);
-    ``grid`` is the token layout (frequency rows, time columns), needed by structured maskers.
-``tokenizer`` / ``encoder`` / ``decoder``
-    ``nn.Module`` parts assembled by a model; see their docstrings for shapes.
+``masker`` / ``tokenizer`` / ``encoder`` / ``decoder``
+    see :class:`Masker`, :class:`Tokenizer`, :class:`Encoder`, :class:`Decoder`.
+
+:func:`cavkit.testing.check_component` runs each kind against these contracts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 Tensor = Any  # torch.Tensor; kept abstract so that this module imports no torch
 
@@ -105,3 +119,112 @@ class Masked:
     kept: Tensor
     mask: Tensor
     ids_restore: Tensor
+
+
+@dataclass
+class EncoderOutput:
+    """What an encoder's forward returns.
+
+    :ivar joint: ``[B, na+nv, D]``: the joint pass over [audio patches; visual patches] after
+        ``norm`` (feeds the decoder); ``None`` with ``joint=False`` or when an input is missing.
+    :ivar audio / visual: patch latents ``[B, na, D]`` / ``[B, nv, D]`` of the per-modality passes
+        (feed the contrastive losses); ``None`` for a missing input.
+    :ivar audio_global / visual_global: global tokens ``[B, D]`` after the same norms, or ``None``
+        when the encoder has none.
+    """
+
+    joint: Tensor | None
+    audio: Tensor | None
+    visual: Tensor | None
+    audio_global: Tensor | None = None
+    visual_global: Tensor | None = None
+
+
+# -- the parts a model assembles (spec §1.2, §2.1-2.3, §5.1) ----------------------------------------
+class Tokenizer(Protocol):
+    """Input to patch tokens, with the MAE targets (spec §1.2, §1.3).
+
+    Token ``k`` sits at grid cell ``(k // cols, k % cols)`` of ``grid = (rows, cols)``: row-major.
+    For audio the rows are frequency and the columns time (fbank ``[B,T,F]`` seen as a picture
+    ``[B,1,F,T]``: token ``k`` covers mel bins ``p·(k // cols)..`` and frames ``p·(k % cols)..``);
+    structured maskers and the decoder's position embeddings rely on this layout.
+    """
+
+    #: ``(rows, cols)`` of the token grid; ``rows · cols == L``.
+    grid: tuple[int, int]
+    #: values per patch in the MAE target (``p·p·channels``: 256 for audio, 768 for RGB 16x16).
+    patch_dim: int
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """``audio [B,T,F]`` or ``image [B,C,H,W]`` -> tokens ``[B, L, D]`` (positions included)."""
+
+    def patchify(self, x: Tensor) -> Tensor:
+        """The MAE target ``[B, L, patch_dim]`` in token order."""
+
+    def unpatchify(self, patches: Tensor) -> Tensor:
+        """``[B, L, patch_dim]`` -> picture: audio ``[B,1,F,T]``, image ``[B,C,H,W]``;
+        ``unpatchify(patchify(x))`` gives ``x`` back (audio: as the picture ``x.transpose(1, 2)[:, None]``)."""
+
+
+class Encoder(Protocol):
+    """Modality stacks and a shared joint layer (spec §2.1, §5.1).
+
+    The MAE model calls ``encoder(kept_audio, kept_visual)``; the classifier and the embedding
+    path call the pieces below. A global token, if any, sits at index 0 of a stacked sequence.
+    """
+
+    #: width D of inputs and outputs (the classifier sizes its head from it).
+    embed_dim: int
+    #: whether stacked sequences carry a global token at index 0 (Sync).
+    has_global_tokens: bool
+
+    def __call__(self, audio: Tensor | None, visual: Tensor | None, *, joint: bool = True) -> EncoderOutput:
+        """Encode patch tokens ``[B,na,D]`` and ``[B,nv,D]`` (either may be ``None``)."""
+
+    def stack_audio(self, a: Tensor) -> Tensor:
+        """``[B,na,D] -> [B,g+na,D]`` through the audio-specific blocks (g = 1 with a global token)."""
+
+    def stack_visual(self, v: Tensor) -> Tensor:
+        """``[B,nv,D] -> [B,g+nv,D]`` through the visual-specific blocks."""
+
+    def strip_global(self, x: Tensor) -> Tensor:
+        """``[B,g+n,D] -> [B,n,D]``: drop the global token if there is one."""
+
+    def joint(self, x: Tensor) -> Tensor:
+        """Joint pass over patch tokens ``[B,n,D] -> [B,n,D]`` (shared blocks, then ``norm``)."""
+
+    def modality_pass(self, x: Tensor, modality: Literal["a", "v"]) -> Tensor:
+        """Per-modality pass ``[B,g+n,D] -> [B,g+n,D]`` (shared blocks, then ``norm_a``/``norm_v``)."""
+
+
+class Decoder(Protocol):
+    """The MAE decoder (spec §2.3)."""
+
+    def __call__(
+        self, joint: Tensor, ids_restore_a: Tensor, ids_restore_v: Tensor, num_audio_kept: int
+    ) -> tuple[Tensor, Tensor]:
+        """``joint [B, ka+kv, D]`` (the encoder's joint output: ``ka`` visible audio tokens, then
+        ``kv`` visual ones), the maskers' ``ids_restore`` ``[B,La]`` / ``[B,Lv]`` and ``ka``
+        -> predictions ``(pred_a [B,La,audio_patch_dim], pred_v [B,Lv,visual_patch_dim])`` in
+        token order (compared with the tokenizers' ``patchify`` targets)."""
+
+
+class Masker(Protocol):
+    """Random masking in the MAE convention (spec §2.2).
+
+    ``masker(tokens [B,L,D], noise [B,L] | None, *, grid=(rows, cols) | None) -> Masked`` keeps the
+    ``int(L·(1-ratio))`` tokens with the lowest noise, in ascending-noise order, the same number for
+    every sample. ``grid`` is the tokenizer's :attr:`Tokenizer.grid`.
+
+    **Given ``noise``, the result must be a function of ``noise`` and ``grid`` alone, row by row.**
+    The trainer draws ``U[0,1)`` noise for the whole global batch from the run seed and the step
+    and hands each rank its rows, so a masker that drew its own random numbers (or looked at the
+    rank or at the other rows) would change with a resume or with the number of devices. A
+    structured masker therefore derives its structure from the noise too: the built-in ones rank
+    the time columns (frequency rows) of sample ``i`` by the noise of its first grid row (column)
+    and force the highest-ranked lines out by setting their noise to 1.1. Without ``noise`` the
+    masker draws ``U[0,1)`` noise itself and proceeds the same way.
+    """
+
+    def __call__(self, tokens: Tensor, noise: Tensor | None, *, grid: tuple[int, int] | None = None) -> Masked:
+        """Mask ``tokens [B,L,D]``."""

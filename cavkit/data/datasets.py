@@ -301,12 +301,12 @@ def sync_segments(waveform: torch.Tensor, frames: list[int], num_frames: int, se
     return segments(full, frames, num_frames, segment_length)
 
 
-def build_cav_mae(config: CavMaeDataConfig, **context) -> CavMaeDataset:
+def build_cav_mae(config: CavMaeDataConfig) -> CavMaeDataset:
     """Factory of the ``cav_mae`` dataset component."""
     return CavMaeDataset(config)
 
 
-def build_cav_mae_sync(config: SyncDataConfig, **context) -> SyncDataset:
+def build_cav_mae_sync(config: SyncDataConfig) -> SyncDataset:
     """Factory of the ``cav_mae_sync`` dataset component."""
     return SyncDataset(config)
 

@@ -302,7 +302,7 @@ class SyntheticDataset(Dataset):
         return {**item, "audio": audio, "image": images[0], "frame": frames[0], "object_mask": masks[0], "visible": bool(visible[0])}
 
 
-def build_synthetic(config: SyntheticDataConfig, **context) -> SyntheticDataset:
+def build_synthetic(config: SyntheticDataConfig) -> SyntheticDataset:
     """Factory of the ``synthetic`` dataset component."""
     return SyntheticDataset(config)
 

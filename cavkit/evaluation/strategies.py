@@ -199,21 +199,21 @@ class Max(RetrievalStrategy):
         return out
 
 
-def build_pooled(config: PooledConfig, **context) -> Pooled:
+def build_pooled(config: PooledConfig) -> Pooled:
     return Pooled(config)
 
 
-def build_diagonal_mean(config: DiagonalMeanConfig, **context) -> DiagonalMean:
+def build_diagonal_mean(config: DiagonalMeanConfig) -> DiagonalMean:
     return DiagonalMean(config)
 
 
-def build_diagonal_max(config: DiagonalMaxConfig, **context) -> DiagonalMax:
+def build_diagonal_max(config: DiagonalMaxConfig) -> DiagonalMax:
     return DiagonalMax(config)
 
 
-def build_mean(config: MeanConfig, **context) -> Mean:
+def build_mean(config: MeanConfig) -> Mean:
     return Mean(config)
 
 
-def build_max(config: MaxConfig, **context) -> Max:
+def build_max(config: MaxConfig) -> Max:
     return Max(config)

@@ -41,6 +41,9 @@ class CAVMAE(nn.Module):
         self.visual_masker = visual_masker
         self.encoder = encoder
         self.decoder = decoder
+        if hasattr(encoder, "audio_patch_count"):  # offset of the published register slicing (encoder docstring)
+            rows, cols = audio_tokenizer.grid
+            encoder.audio_patch_count = rows * cols
 
     def forward(
         self,
@@ -98,15 +101,14 @@ def unmasked_embeddings(model: nn.Module, audio: torch.Tensor | None, image: tor
 
 def build_parts(config, *, with_maskers: bool = True) -> dict[str, nn.Module]:
     """Build the tokenizers, encoder (and maskers) of a model config, passing the shared widths."""
-    shared = dict(
-        embed_dim=config.embed_dim,
-        audio_length=config.audio_length,
-        image_size=config.image_size,
-        trainable_pos=config.trainable_pos,
-    )
+    shared = dict(embed_dim=config.embed_dim, trainable_pos=config.trainable_pos)
     parts = {
-        "audio_tokenizer": build_slot(config.audio_tokenizer, "tokenizer", "audio_patch", **shared),
-        "visual_tokenizer": build_slot(config.visual_tokenizer, "tokenizer", "image_patch", **shared),
+        "audio_tokenizer": build_slot(
+            config.audio_tokenizer, "tokenizer", "audio_patch", audio_length=config.audio_length, **shared
+        ),
+        "visual_tokenizer": build_slot(
+            config.visual_tokenizer, "tokenizer", "image_patch", image_size=config.image_size, **shared
+        ),
         "encoder": build_slot(config.encoder, "encoder", _default_encoder(config), embed_dim=config.embed_dim),
     }
     if with_maskers:
@@ -120,7 +122,7 @@ def _default_encoder(config) -> str:
     return attrs.fields_dict(type(config))["encoder"].metadata["default_type"]
 
 
-def build_cav_mae(config, **_: object) -> CAVMAE:
+def build_cav_mae(config) -> CAVMAE:
     """Factory for ``cav_mae`` and ``cav_mae_sync`` (they differ in their config defaults)."""
     parts = build_parts(config)
     at, vt = parts["audio_tokenizer"], parts["visual_tokenizer"]

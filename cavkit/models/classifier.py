@@ -83,7 +83,8 @@ class Classifier(nn.Module):
         return unmasked_embeddings(self, audio, image)
 
 
-def build_classifier(config, **_: object) -> Classifier:
+def build_classifier(config) -> Classifier:
+    """Factory for ``classifier``."""
     parts = build_parts(config, with_maskers=False)
     model = Classifier(num_classes=config.num_classes, mode=config.mode, **parts)
     if config.init:

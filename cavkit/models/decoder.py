@@ -16,6 +16,8 @@ from cavkit.nn.pos_embed import sincos_pos_embed_2d
 
 
 class MAEDecoder(nn.Module):
+    """Implements :class:`cavkit.interfaces.Decoder`; see the module docstring."""
+
     def __init__(
         self,
         *,
@@ -89,8 +91,9 @@ def build_decoder(
     visual_grid=(14, 14),
     audio_patch_dim: int = 256,
     visual_patch_dim: int = 768,
-    **_: object,
 ) -> MAEDecoder:
+    """Factory for ``mae_decoder``; the keyword arguments come from the model (its tokenizers' grids
+    and patch sizes, the encoder width)."""
     return MAEDecoder(
         encoder_dim=encoder_dim,
         embed_dim=config.embed_dim,

@@ -1,10 +1,12 @@
 """Maskers: keep the tokens with the lowest noise, MAE convention (spec §2.2).
 
-``masker(tokens [B,L,D], noise [B,L] | None, grid=(rows, cols)) -> Masked``. Given ``noise`` the
-result is fully determined by it (pass the noise a previous run drew to reproduce its mask);
-without it the masker draws ``U[0,1)`` noise from torch's RNG. Structured maskers then force whole
-time columns and/or frequency rows out by setting their noise to 1.1, for any grid (upstream
-only supports the 8x64 grid of T=1024, spec §10.25). Every sample keeps ``int(L·(1-ratio))``
+``masker(tokens [B,L,D], noise [B,L] | None, grid=(rows, cols)) -> Masked`` (the
+:class:`~cavkit.interfaces.Masker` contract). Given ``noise`` the result is fully determined by it,
+row by row (pass the noise a previous run drew to reproduce its mask; the trainer's per-step noise
+keeps masks identical across resumes and device counts); without it the masker draws ``U[0,1)``
+noise from torch's RNG. Structured maskers then force whole time columns and/or frequency rows out
+by setting their noise to 1.1, choosing the lines from the noise itself (:func:`force_lines`), for
+any grid (upstream only supports the 8x64 grid of T=1024, spec §10.25). Every sample keeps ``int(L·(1-ratio))``
 tokens, which the decoder relies on.
 """
 
@@ -44,39 +46,58 @@ class UnstructuredMasker(nn.Module):
             raise UsageError(f"masking ratio must be in [0, 1), got {ratio}")
         self.ratio = ratio
 
-    def draw_noise(self, b: int, grid: tuple[int, int] | None, length: int, device) -> torch.Tensor:
-        return torch.rand(b, length, device=device)
-
     def forward(
         self, tokens: torch.Tensor, noise: torch.Tensor | None = None, *, grid: tuple[int, int] | None = None
     ) -> Masked:
         if noise is None:
-            noise = self.draw_noise(tokens.shape[0], grid, tokens.shape[1], tokens.device)
+            noise = torch.rand(tokens.shape[0], tokens.shape[1], device=tokens.device)
         return mask_with_noise(tokens, noise.to(tokens.device), self.ratio)
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio}"
 
 
+def force_lines(noise: torch.Tensor, grid: tuple[int, int], n_rows: int, n_cols: int) -> torch.Tensor:
+    """``noise [B, rows·cols]`` with whole lines of each sample set to :data:`FORCED` (removed first).
+
+    The lines come from the noise itself, so the mask stays a function of the noise (the
+    :class:`~cavkit.interfaces.Masker` contract): sample ``i`` loses the ``n_cols`` time columns
+    whose noise in grid row 0 is highest and the ``n_rows`` frequency rows whose noise in grid
+    column 0 is highest (each a uniformly random choice when the noise is ``U[0,1)``).
+    """
+    b = noise.shape[0]
+    rows, cols = grid
+    lines = noise.reshape(b, rows, cols)
+    out = lines.clone()
+    if n_cols:
+        drop = lines[:, 0, :].argsort(dim=1, descending=True)[:, :n_cols]
+        out.scatter_(2, drop[:, None, :].expand(-1, rows, -1), FORCED)
+    if n_rows:
+        drop = lines[:, :, 0].argsort(dim=1, descending=True)[:, :n_rows]
+        out.scatter_(1, drop[:, :, None].expand(-1, -1, cols), FORCED)
+    return out.reshape(b, rows * cols)
+
+
 class _StructuredMasker(UnstructuredMasker):
     def forced_lines(self, rows: int, cols: int) -> tuple[int, int]:
+        """``(frequency rows, time columns)`` removed whole."""
         raise NotImplementedError
 
-    def draw_noise(self, b: int, grid: tuple[int, int] | None, length: int, device) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, noise: torch.Tensor | None = None, *, grid: tuple[int, int] | None = None
+    ) -> Masked:
+        b, length = tokens.shape[:2]
         if grid is None or grid[0] * grid[1] != length:
             raise UsageError(
                 f"{type(self).__name__} needs the token grid (frequency rows, time columns) of the {length} tokens; "
                 f"got grid={grid}"
             )
-        rows, cols = grid
-        n_rows, n_cols = self.forced_lines(rows, cols)
-        noise = torch.rand(b, rows, cols, device=device)
-        for i in range(b):
-            if n_cols:
-                noise[i, :, torch.randperm(cols, device=device)[:n_cols]] = FORCED
-            if n_rows:
-                noise[i, torch.randperm(rows, device=device)[:n_rows], :] = FORCED
-        return noise.reshape(b, length)
+        if noise is None:
+            noise = torch.rand(b, length, device=tokens.device)
+        if noise.shape != (b, length):
+            raise UsageError(f"masking noise has shape {list(noise.shape)}, expected [{b}, {length}] (batch, tokens)")
+        noise = force_lines(noise.to(tokens.device), grid, *self.forced_lines(*grid))
+        return mask_with_noise(tokens, noise, self.ratio)
 
 
 class TimeMasker(_StructuredMasker):
@@ -100,17 +121,17 @@ class TimeFreqMasker(_StructuredMasker):
         return int(rows * self.ratio * 0.7), int(cols * self.ratio * 0.7)
 
 
-def build_unstructured(config, **_: object) -> UnstructuredMasker:
+def build_unstructured(config) -> UnstructuredMasker:
     return UnstructuredMasker(config.ratio)
 
 
-def build_time(config, **_: object) -> TimeMasker:
+def build_time(config) -> TimeMasker:
     return TimeMasker(config.ratio)
 
 
-def build_freq(config, **_: object) -> FreqMasker:
+def build_freq(config) -> FreqMasker:
     return FreqMasker(config.ratio)
 
 
-def build_time_freq(config, **_: object) -> TimeFreqMasker:
+def build_time_freq(config) -> TimeFreqMasker:
     return TimeFreqMasker(config.ratio)

@@ -3,7 +3,8 @@
 Each tokenizer owns its patch convolution (``proj``), its position embedding ``pos_embed``
 ``[1, L, D]`` and its modality embedding ``modality`` ``[1, 1, D]``; ``forward`` returns
 ``proj(x) + pos_embed + modality`` as upstream. ``grid`` is the token grid (rows, cols) in
-row-major token order, and ``patchify``/``unpatchify`` produce and invert the MAE targets.
+row-major token order, and ``patchify``/``unpatchify`` produce and invert the MAE targets
+(:class:`cavkit.interfaces.Tokenizer`).
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ class ImagePatchTokenizer(_PatchTokenizer):
 
 
 def build_audio_patch(
-    config, *, embed_dim: int = 768, audio_length: int = 1024, trainable_pos: bool = False, **_: object
+    config, *, embed_dim: int = 768, audio_length: int = 1024, trainable_pos: bool = False
 ) -> AudioPatchTokenizer:
+    """Factory for ``audio_patch`` (the audio slot's context: width, fbank frames, trainable positions)."""
     return AudioPatchTokenizer(
         embed_dim=embed_dim,
         audio_length=audio_length,
@@ -146,8 +148,9 @@ def build_audio_patch(
 
 
 def build_image_patch(
-    config, *, embed_dim: int = 768, image_size: int = 224, trainable_pos: bool = False, **_: object
+    config, *, embed_dim: int = 768, image_size: int = 224, trainable_pos: bool = False
 ) -> ImagePatchTokenizer:
+    """Factory for ``image_patch`` (the visual slot's context: width, image side, trainable positions)."""
     return ImagePatchTokenizer(
         embed_dim=embed_dim,
         image_size=image_size,

@@ -27,5 +27,5 @@ class ClassificationLoss(nn.Module):
         return ObjectiveOutput(loss=loss, logs={"loss": loss.detach()})
 
 
-def build_classification(config, **_: object) -> ClassificationLoss:
+def build_classification(config) -> ClassificationLoss:
     return ClassificationLoss(config.loss)

@@ -148,9 +148,9 @@ def _common(config) -> dict:
     )
 
 
-def build_infonce(config, **_: object) -> InfoNCE:
+def build_infonce(config) -> InfoNCE:
     return InfoNCE(**_common(config))
 
 
-def build_sync_contrastive(config, **_: object) -> SyncContrastive:
+def build_sync_contrastive(config) -> SyncContrastive:
     return SyncContrastive(global_local=config.global_local, **_common(config))

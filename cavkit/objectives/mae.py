@@ -42,5 +42,5 @@ class MAELoss(nn.Module):
         return ObjectiveOutput(loss=la + lv, logs={"mae_audio": la.detach(), "mae_visual": lv.detach()})
 
 
-def build_mae(config, **_: object) -> MAELoss:
+def build_mae(config) -> MAELoss:
     return MAELoss(norm_pix_loss=config.norm_pix_loss)

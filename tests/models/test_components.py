@@ -177,6 +177,32 @@ def test_structured_maskers_remove_whole_lines(grid):
         TimeMasker(0.75)(tokens, None)
 
 
+@pytest.mark.parametrize("masker", [TimeMasker(0.75), FreqMasker(0.5), TimeFreqMasker(0.75)])
+def test_structured_masks_come_from_the_given_noise(masker):
+    """The trainer passes per-step noise: the lines removed must follow it (not torch's RNG), whole
+    lines must still go, and each sample's mask must depend only on its own noise row."""
+    rows, cols = 8, 26
+    tokens = torch.randn(4, rows * cols, 2)
+    noise = torch.rand(4, rows * cols)
+    first = masker(tokens, noise.clone(), grid=(rows, cols))
+    torch.rand(5)
+    again = masker(tokens, noise.clone(), grid=(rows, cols))
+    assert torch.equal(first.mask, again.mask)
+    assert torch.equal(masker(tokens[2:], noise[2:], grid=(rows, cols)).mask, first.mask[2:])
+    n_rows, n_cols = masker.forced_lines(rows, cols)
+    grid_mask = first.mask.reshape(4, rows, cols)
+    lines = noise.reshape(4, rows, cols)
+    if n_cols:
+        dropped = lines[:, 0, :].argsort(1, descending=True)[:, :n_cols]
+        assert torch.all(torch.gather(grid_mask, 2, dropped[:, None, :].expand(-1, rows, -1)) == 1)
+    if n_rows:
+        dropped = lines[:, :, 0].argsort(1, descending=True)[:, :n_rows]
+        assert torch.all(torch.gather(grid_mask, 1, dropped[:, :, None].expand(-1, -1, cols)) == 1)
+    # a different noise draws different lines
+    other = masker(tokens, torch.rand(4, rows * cols), grid=(rows, cols))
+    assert not torch.equal(other.mask, first.mask)
+
+
 # -- encoder ------------------------------------------------------------------------------------------
 def _loop_bug_reference(enc: CAVEncoder, a: torch.Tensor) -> torch.Tensor:
     """Upstream's per-modality pass: every joint block fed the *original* tokens (spec §10.1)."""

@@ -54,6 +54,6 @@ class SmoothMax:
         return tau * (torch.logsumexp(cos / tau, dim=-1) - math.log(cos.shape[-1]))
 
 
-def build_smooth_max(config, **_context) -> SmoothMax:
+def build_smooth_max(config) -> SmoothMax:
     """Factory registered with cavkit: ``factory(config, **context)``."""
     return SmoothMax(config.temperature, config.pairs, config.chunk_size)

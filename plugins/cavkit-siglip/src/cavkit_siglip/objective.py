@@ -120,6 +120,6 @@ class SigmoidContrastiveLoss(nn.Module):
         return ObjectiveOutput(loss=loss, logs=logs)
 
 
-def build_siglip(config: SiglipConfig, **context: Any) -> SigmoidContrastiveLoss:
+def build_siglip(config: SiglipConfig) -> SigmoidContrastiveLoss:
     """Factory registered as objective ``siglip``."""
     return SigmoidContrastiveLoss(config)

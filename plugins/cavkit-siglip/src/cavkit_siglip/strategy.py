@@ -17,8 +17,6 @@ visual->audio matrix is the transpose of the audio->visual one. With ``window = 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from cavkit.errors import UsageError
@@ -95,6 +93,6 @@ class SoftAlignment:
         return f"SoftAlignment(window={self.window}, temperature={self.temperature})"
 
 
-def build_soft_alignment(config: SoftAlignmentConfig, **context: Any) -> SoftAlignment:
+def build_soft_alignment(config: SoftAlignmentConfig) -> SoftAlignment:
     """Factory registered as retrieval_strategy ``soft_alignment``."""
     return SoftAlignment(config)
