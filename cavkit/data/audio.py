@@ -5,6 +5,10 @@ sample rate and only channel 0 (spec §6.3, quirk 9). cavkit decodes with Python
 WAV (the common case after ``cavkit prepare``; identical values, much faster) and with PyAV for
 everything else, keeps channel 0, and resamples to 16 kHz when the file has another rate
 (deliberate fix of quirk 9).
+
+A WAV whose header declares more samples than the file holds (a copy cut short) is an error, never
+decoded as the part that is there: the loader would otherwise pad it with silence as if it were a
+short clip.
 """
 
 from __future__ import annotations
@@ -16,10 +20,23 @@ import numpy as np
 
 #: The sample rate every fbank is computed at.
 SAMPLE_RATE = 16000
+#: Fewest 16 kHz samples a clip needs: one 25 ms kaldi window (spec §6.3).
+MIN_SAMPLES = 400
+#: A WAV data-chunk size that streaming writers use for "unknown length" (not a truncation).
+_UNKNOWN_WAV_LENGTH = 0xFFFFFFFF
 
 
 class AudioDecodeError(ValueError):
     """The bytes are not decodable audio (or hold no samples)."""
+
+
+class TruncatedAudioError(AudioDecodeError):
+    """The file's header declares more audio than the file holds (cut short)."""
+
+
+def samples_at_16k(num_samples: int, rate: int) -> int:
+    """Samples a clip of ``num_samples`` at ``rate`` Hz has after resampling to 16 kHz (rounded up, as torchaudio)."""
+    return -(-num_samples * SAMPLE_RATE // rate) if rate else 0
 
 
 def _decode_wav(data: bytes) -> tuple[np.ndarray, int]:
@@ -27,6 +44,12 @@ def _decode_wav(data: bytes) -> tuple[np.ndarray, int]:
     with wave.open(io.BytesIO(data), "rb") as w:
         channels, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
         raw = w.readframes(n)
+    held = len(raw) // (width * channels)
+    if held < n and (n + 1) * width * channels <= _UNKNOWN_WAV_LENGTH:
+        raise TruncatedAudioError(
+            f"truncated: the WAV header declares {n} samples ({n / rate:.2f} s) but the file holds {held} "
+            f"({held / rate:.2f} s); the file was cut short, fetch or prepare it again"
+        )
     if width == 2:
         samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
     elif width == 4:
@@ -76,7 +99,8 @@ def _decode_av(data: bytes) -> tuple[np.ndarray, int]:
 def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
     """Decode audio bytes to ``([channels, samples] float32 in [-1, 1], sample rate)``.
 
-    Raises :class:`AudioDecodeError` for empty, truncated or non-audio data.
+    Raises :class:`AudioDecodeError` for empty or non-audio data, :class:`TruncatedAudioError` for a
+    WAV cut short.
     """
     if not data:
         raise AudioDecodeError("empty file")
@@ -84,6 +108,8 @@ def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         try:
             waveform, rate = _decode_wav(data)
+        except TruncatedAudioError:
+            raise
         except (wave.Error, EOFError, ValueError):
             waveform = None
     if waveform is None:

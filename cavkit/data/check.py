@@ -1,4 +1,9 @@
-"""``cavkit data check``: how much of a datafile is actually there and readable (no torch)."""
+"""``cavkit data check``: how much of a datafile is actually there and readable (no torch).
+
+Audio counts as ``ok`` only when it decodes whole, its WAV header does not declare more samples
+than the file holds (``truncated``), and it holds at least one kaldi window, 400 samples at 16 kHz,
+which training requires (``too short``).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,23 @@ from PIL import Image
 
 from cavkit.data import datafile as df
 from cavkit.data import storage
-from cavkit.data.audio import AudioDecodeError, decode_audio
+from cavkit.data.audio import MIN_SAMPLES, AudioDecodeError, TruncatedAudioError, decode_audio, samples_at_16k
+
+
+#: Every status a file can get, in report order.
+STATUSES = ("ok", "missing", "empty", "truncated", "too short", "unreadable")
+
+
+class _TooShort(Exception):
+    pass
 
 
 def _file_status(uri: str, decode, unreadable: type[Exception] | tuple[type[Exception], ...]) -> str:
-    """``ok``, ``missing``, ``empty`` or ``unreadable`` (``decode(bytes)`` raises ``unreadable``)."""
+    """``ok``, ``missing``, ``empty``, ``truncated``, ``too short`` or ``unreadable``.
+
+    ``decode(bytes)`` raises ``unreadable`` for data it cannot use, :class:`TruncatedAudioError`
+    for a file cut short and :class:`_TooShort` for one too short to use.
+    """
     try:
         data = storage.read_bytes(uri)
     except FileNotFoundError:
@@ -26,6 +43,10 @@ def _file_status(uri: str, decode, unreadable: type[Exception] | tuple[type[Exce
         return "empty"
     try:
         decode(data)
+    except TruncatedAudioError:
+        return "truncated"
+    except _TooShort:
+        return "too short"
     except unreadable:
         return "unreadable"
     return "ok"
@@ -36,9 +57,16 @@ def _decode_image(data: bytes) -> None:
         image.load()
 
 
+def _decode_usable_audio(data: bytes) -> None:
+    """Decode the whole file; it must hold one kaldi window (400 samples at 16 kHz), as training needs."""
+    waveform, rate = decode_audio(data)
+    if samples_at_16k(waveform.shape[1], rate) < MIN_SAMPLES:
+        raise _TooShort
+
+
 def audio_status(uri: str) -> str:
-    """``ok``, ``missing``, ``empty`` or ``unreadable`` (the whole file is decoded)."""
-    return _file_status(uri, decode_audio, AudioDecodeError)
+    """``ok``, ``missing``, ``empty``, ``truncated``, ``too short`` or ``unreadable`` (decodes the whole file)."""
+    return _file_status(uri, _decode_usable_audio, AudioDecodeError)
 
 
 def frame_status(uri: str) -> str:
@@ -76,7 +104,7 @@ class CheckReport:
 
     def lines(self) -> list[str]:
         def fmt(counter: Counter) -> str:
-            return ", ".join(f"{k} {counter[k]}" for k in ("ok", "missing", "empty", "unreadable") if counter[k] or k == "ok")
+            return ", ".join(f"{k} {counter[k]}" for k in STATUSES if counter[k] or k == "ok")
 
         out = [f"{self.datafile}: {self.clips} clips", f"  audio:  {fmt(self.audio)}", f"  frames ({self.num_frames} per clip): {fmt(self.frames)}"]
         short = [i for i, c in sorted(self.frames_by_index.items()) if c["ok"] < self.clips]
