@@ -163,3 +163,8 @@ class ShardDataset(IterableDataset):
         if cfg.mode == "retrieval":
             return {**out, "audio": audio, "image": torch.stack(images), "frame": torch.tensor(frames)}
         return {**out, "audio": audio[0], "image": images[0], "frame": frames[0]}
+
+
+def build_shards(config: ShardsDataConfig) -> ShardDataset:
+    """Factory of the ``shards`` dataset component."""
+    return ShardDataset(config)

@@ -1,4 +1,6 @@
-"""WebDataset-style tar shards: writing them from a datafile, and the streaming ``shards`` dataset.
+"""WebDataset-style tar shards: writing them from a datafile and reading their samples back.
+
+The streaming ``shards`` dataset built on these readers is :mod:`cavkit.data.shard_dataset`.
 
 A shard is a plain tar; each clip contributes consecutive members sharing a key::
 
@@ -122,12 +124,3 @@ def iter_samples(url: str):
             members[suffix] = tar.extractfile(info).read()
     if current is not None:
         yield current, members
-
-
-def build_shards(config, **context):
-    """Factory of the ``shards`` dataset component."""
-    from cavkit.data.shard_dataset import ShardDataset
-
-    return ShardDataset(config)
-
-

@@ -25,7 +25,7 @@ def cavkit_register_components(registry):
     registry.add(
         "dataset",
         "shards",
-        "cavkit.data.shards:build_shards",
+        "cavkit.data.shard_dataset:build_shards",
         "cavkit.data.configs:ShardsDataConfig",
         summary="WebDataset-style tar shards from `cavkit prepare --shards`, streamed through fsspec",
     )

@@ -1,6 +1,11 @@
 """The training engine: trainer loop, optimiser and schedules, data order, checkpoints, DDP helpers.
 
-Modules: :mod:`~cavkit.engine.trainer` (the loop), :mod:`~cavkit.engine.optim`,
-:mod:`~cavkit.engine.data`, :mod:`~cavkit.engine.checkpoint`, :mod:`~cavkit.engine.dist`,
-:mod:`~cavkit.engine.run_dir`, :mod:`~cavkit.engine.evaluate`. All of them import torch.
+Modules, one job each: :mod:`~cavkit.engine.trainer` (the loop, orchestrating the rest),
+:mod:`~cavkit.engine.train_step` (model + objectives as one module, autocast, DDP wrapping),
+:mod:`~cavkit.engine.noise` (masking-noise plan), :mod:`~cavkit.engine.data` (data order, per-item
+seeds, streaming), :mod:`~cavkit.engine.state` (checkpoint contents, resume),
+:mod:`~cavkit.engine.checkpoint` (checkpoint files), :mod:`~cavkit.engine.validation`,
+:mod:`~cavkit.engine.averaging`, :mod:`~cavkit.engine.scalars` (logging window),
+:mod:`~cavkit.engine.recon_images`, :mod:`~cavkit.engine.evaluate`, :mod:`~cavkit.engine.optim`,
+:mod:`~cavkit.engine.dist`, :mod:`~cavkit.engine.run_dir`. All of them import torch.
 """

@@ -50,6 +50,13 @@ def item_rng(seed: int):
             random.setstate(py_state)
 
 
+def seed_process(seed: int, rank: int) -> None:
+    """Seed this process's global torch, numpy and python RNGs from ``(seed, rank)`` at the start of a run."""
+    torch.manual_seed(derive_seed(seed, rank, 5))
+    np.random.seed(derive_seed(seed, rank, 6) % 2**32)
+    random.seed(derive_seed(seed, rank, 8))
+
+
 class SeededItems(Dataset):
     """Wraps a map-style dataset; ``self[(index, seed)]`` loads ``index`` under :func:`item_rng`."""
 
@@ -156,6 +163,34 @@ def train_loader(
         plan, epoch=epoch, start_step=start_step, rank=rank, world_size=world_size, batch_size=batch_size, grad_accum=grad_accum
     )
     return DataLoader(SeededItems(dataset), batch_sampler=sampler, **common)
+
+
+def stream_batches(dataset: IterableDataset, *, epoch: int, skip: int, loader: dict[str, Any]) -> Iterator[Any]:
+    """Endless micro-batches of a streaming training set for ``epoch``, after skipping ``skip`` of them.
+
+    The set splits its shards by rank and worker; a rank whose share runs out starts it again (with
+    ``set_epoch(epoch + 1_000_003 * round)`` when the set has it), so every rank takes as many steps
+    as the others. The order after a mid-epoch resume is the same, but per-item augmentation
+    randomness is only reproducible for map-style sets.
+
+    :param loader: the keyword arguments of :func:`train_loader` other than ``dataset``, ``plan``,
+        ``epoch`` and ``start_step``.
+    """
+    rounds = 0
+    while True:
+        set_epoch = getattr(dataset, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch + 1_000_003 * rounds)
+        produced = False
+        for batch in train_loader(dataset, plan=None, epoch=epoch, start_step=0, **loader):
+            produced = True
+            if skip:
+                skip -= 1
+                continue
+            yield batch
+        if not produced:
+            raise UsageError("the streaming training set yielded no full batch on this rank; lower trainer.batch_size")
+        rounds += 1
 
 
 class _StridedBatches(Sampler[list[tuple[int, int]]]):

@@ -33,3 +33,16 @@ def retrieval_metrics(model: torch.nn.Module, recipe: Any, *, device: torch.devi
         metrics[f"eval/retrieval/{name}/{label}/MedR"] = float(result.metrics["MedR"])
     metrics["eval/retrieval/chance/R@1"] = 100.0 / features.audio.shape[0]
     return metrics
+
+
+def format_retrieval(metrics: dict[str, float], strategy: str) -> str:
+    """Retrieval metrics (percent) as a small table, one row per direction."""
+    chance = metrics.get("eval/retrieval/chance/R@1")
+    lines = [f"cavkit: retrieval on data.eval ({strategy}; chance R@1 = {chance:.1f}%):"]
+    prefix = f"eval/retrieval/{strategy}/"
+    for direction in ("audio_to_visual", "visual_to_audio"):
+        row = {k[len(prefix) + len(direction) + 1:]: v for k, v in metrics.items() if k.startswith(prefix + direction + "/")}
+        if row:
+            cells = "  ".join(f"{k} {v:5.1f}" for k, v in row.items())
+            lines.append(f"  {direction.replace('_to_', '->'):<14} {cells}")
+    return "\n".join(lines)
