@@ -53,9 +53,15 @@ class _EncoderSize:
 
 
 _GLOBAL_HELP = "Sync global tokens cls_token_a/v (never masked, excluded from the joint pass)"
-_REGISTER_HELP = "Sync register tokens per modality (dropped after the modality stacks)"
+_REGISTER_HELP = "Sync register tokens per modality (dropped after the modality stacks unless kept)"
 _HEADS_HELP = "extra blocks per modality on the contrastive branch (Sync option)"
 _ATTN_HELP = "sdpa: fused scaled_dot_product_attention; eager: plain softmax baseline"
+_KEEP_REG_HELP = "Sync option: keep the register tokens through the joint layer (removed from every output after it)"
+_SLICING_HELP = (
+    "with keep_register_tokens: 'exact' removes the registers where they are (our fix); 'published' reproduces "
+    "upstream: joint stream sliced at the unmasked audio count, embeddings keep the registers (for parity)"
+)
+RegisterSlicing = Literal["exact", "published"]
 
 
 @attrs.frozen(kw_only=True)
@@ -65,6 +71,8 @@ class EncoderConfig(_EncoderSize):
     global_tokens: bool = param(False, help=_GLOBAL_HELP)
     num_register_tokens: int = param(0, help=_REGISTER_HELP, validator=at_least(0))
     contrastive_head_depth: int = param(0, help=_HEADS_HELP, validator=at_least(0))
+    keep_register_tokens: bool = param(False, help=_KEEP_REG_HELP)
+    register_slicing: RegisterSlicing = param("exact", help=_SLICING_HELP)
     attn_impl: AttnImpl = param("sdpa", help=_ATTN_HELP)
 
 
@@ -75,6 +83,8 @@ class SyncEncoderConfig(_EncoderSize):
     global_tokens: bool = param(True, help=_GLOBAL_HELP)
     num_register_tokens: int = param(8, help=_REGISTER_HELP, validator=at_least(0))
     contrastive_head_depth: int = param(0, help=_HEADS_HELP, validator=at_least(0))
+    keep_register_tokens: bool = param(False, help=_KEEP_REG_HELP)
+    register_slicing: RegisterSlicing = param("exact", help=_SLICING_HELP)
     attn_impl: AttnImpl = param("sdpa", help=_ATTN_HELP)
 
 
