@@ -103,17 +103,3 @@ def broadcast_object(obj, info: DistInfo, src: int = 0):
     box = [obj]
     torch_dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x [B,...]`` from every rank along dim 0, keeping the gradient path.
-
-    Backward sums the incoming gradients over ranks for each rank's slice, so that a loss computed
-    on the gathered tensor and averaged by DDP equals the single-process loss over the global
-    batch (open_clip ``gather_features(gather_with_grad=True)``). Identity outside a process group.
-    """
-    if not (torch_dist.is_available() and torch_dist.is_initialized()) or torch_dist.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)

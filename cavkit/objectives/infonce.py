@@ -20,23 +20,7 @@ from torch import nn
 
 from cavkit.errors import UsageError
 from cavkit.interfaces import ModelOutput, ObjectiveOutput
-
-
-def _distributed() -> bool:
-    return (
-        torch.distributed.is_available()
-        and torch.distributed.is_initialized()
-        and torch.distributed.get_world_size() > 1
-    )
-
-
-def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """All ranks' ``x`` concatenated on dim 0 (gradients flow back to each rank), and this rank's offset."""
-    from torch.distributed.nn.functional import all_gather
-
-    parts = all_gather(x.contiguous())
-    rank = torch.distributed.get_rank()
-    return torch.cat(parts, dim=0), sum(p.shape[0] for p in parts[:rank])
+from cavkit.nn.distributed import gather_with_grad, is_distributed
 
 
 def info_nce(
@@ -53,7 +37,7 @@ def info_nce(
     b = a.shape[0]
     offset = 0
     a_all, v_all = a, v
-    if negatives == "global" and _distributed():
+    if negatives == "global" and is_distributed():
         a_all, offset = gather_with_grad(a)
         v_all, _ = gather_with_grad(v)
     labels = torch.arange(b, device=a.device) + offset

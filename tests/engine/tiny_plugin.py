@@ -16,7 +16,7 @@ from torch import nn
 
 from cavkit import hookimpl
 from cavkit.config import param
-from cavkit.engine.dist import gather_with_grad
+from cavkit.nn.distributed import gather_with_grad
 from cavkit.interfaces import ModelOutput, ObjectiveOutput
 
 
@@ -108,11 +108,7 @@ class TinyNCE(nn.Module):
     def forward(self, batch, output):
         a = F.normalize(output.audio_tokens.mean(1), dim=-1)
         v = F.normalize(output.visual_tokens.mean(1), dim=-1)
-        offset = 0
-        a_all = a
-        if self.negatives == "global" and torch.distributed.is_initialized():
-            a_all = gather_with_grad(a)
-            offset = torch.distributed.get_rank() * a.shape[0]
+        a_all, offset = gather_with_grad(a) if self.negatives == "global" else (a, 0)
         scale = self.log_scale.exp() if self.log_scale is not None else 20.0
         logits = v @ a_all.T * scale
         labels = torch.arange(a.shape[0]) + offset

@@ -16,12 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from cavkit.errors import UsageError
 from cavkit.interfaces import ModelOutput, ObjectiveOutput
+from cavkit.nn.distributed import gather_with_grad
 
 from cavkit_siglip.configs import SiglipConfig
 
@@ -63,20 +63,6 @@ def select_features(output: ModelOutput, features: str) -> tuple[torch.Tensor, t
             "to pool; use it with cav_mae or cav_mae_sync"
         )
     return output.audio_tokens.mean(dim=1), output.visual_tokens.mean(dim=1)
-
-
-def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``x [B,D]`` from every rank concatenated to ``[world*B, D]``, and this rank's row offset.
-
-    Gradients flow back to every rank's ``x`` (``torch.distributed.nn.functional.all_gather``);
-    every rank must hold the same ``B`` (use a sampler that drops the last uneven batch).
-    Outside torch.distributed it returns ``(x, 0)``.
-    """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x, 0
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x.contiguous()), dim=0), dist.get_rank() * x.shape[0]
 
 
 class SigmoidContrastiveLoss(nn.Module):
