@@ -38,12 +38,14 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "cavkit.default_plugins.core",
     "cavkit.default_plugins.models",
+    "cavkit.default_plugins.classifiers",
     "cavkit.default_plugins.objectives",
     "cavkit.default_plugins.data",
     "cavkit.default_plugins.evaluation",
     "cavkit.default_plugins.training",
     "cavkit.default_plugins.checkpoints",
     "cavkit.default_plugins.pictures",
+    "cavkit.default_plugins.weights",
 )
 
 ENTRY_POINT_GROUP = "cavkit"

@@ -37,6 +37,8 @@ KINDS: tuple[str, ...] = (
     "retrieval_strategy",
     "model",
     "dataset",
+    "aggregator",  # clip classifiers' frame aggregation, [B,K,W] -> [B,W] (cavkit.models.aggregators)
+    "weights",  # published checkpoints (cavkit.weights.WeightsEntry), fetched by `weights:NAME`
 )
 
 #: The plugin name that built-in components are registered under.

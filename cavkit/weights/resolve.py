@@ -1,0 +1,114 @@
+"""Turning ``weights:NAME`` and ``http(s)://`` references into verified local files.
+
+:func:`resolve_checkpoint_uri` is called by :func:`cavkit.checkpoints.load.read_checkpoint_bytes`,
+the one place checkpoint paths are read, so every caller (``trainer.init`` / ``model.init``,
+``--checkpoint``, ``cavkit convert``, ``embed``, ``inpaint``, ``localize``, ``load_model``) accepts
+them. A cached, verified file is used without any network access.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from cavkit.errors import CheckpointError, UsageError
+from cavkit.weights import cache
+from cavkit.weights.download import download, import_file
+from cavkit.weights.entry import WEIGHTS_SCHEME, WeightsEntry, is_weights_ref, parse_url
+
+
+def lookup(name: str) -> WeightsEntry:
+    """The registered entry called ``name`` (bare or ``plugin/name``).
+
+    :raises UnknownComponentError: with close matches and ``cavkit weights list`` as the fix.
+    """
+    from cavkit.plugins import get_plugin_host
+
+    host = get_plugin_host()
+    spec = host.registry.get("weights", name, failed_plugins=host.failed_names())
+    entry = spec.factory_callable()
+    if not isinstance(entry, WeightsEntry):
+        raise UsageError(f"weights {spec.qualified_id!r}: registered object is not a WeightsEntry ({entry!r})")
+    return entry
+
+
+def entries() -> list[WeightsEntry]:
+    """Every registered entry, in registration order of the plugins."""
+    from cavkit.plugins import get_plugin_host
+
+    return [spec.factory_callable() for spec in get_plugin_host().registry.specs("weights")]
+
+
+@attrs.frozen
+class Target:
+    """What a reference points to: the cache path, the URLs to try and what the file must hash to."""
+
+    ref: str
+    path: Path
+    urls: tuple[str, ...]
+    sha256: str | None
+    size: int | None
+    entry: WeightsEntry | None = None
+
+
+def target_for(ref: str, *, url: str | None = None) -> Target:
+    """The cache target of ``weights:NAME``, ``NAME`` or an http(s) URL (``url`` replaces an entry's URLs)."""
+    if ref.startswith(("http://", "https://")):
+        parsed = parse_url(ref)
+        return Target(ref, cache.path_for_url(parsed.url), (parsed.url,), parsed.sha256, None)
+    entry = lookup(ref.removeprefix(WEIGHTS_SCHEME))
+    sha = entry.sha256
+    urls = entry.urls
+    if url is not None:
+        parsed = parse_url(url)
+        urls, sha = (parsed.url,), parsed.sha256 or entry.sha256
+    return Target(ref, cache.path_for_entry(entry, urls[0] if urls else None), urls, sha, entry.size, entry)
+
+
+def cached(target: Target) -> bool:
+    """Whether ``target`` already has a file in the cache (not yet re-verified)."""
+    return target.path.is_file()
+
+
+def fetch(target: Target, *, force: bool = False, progress: bool = True) -> Path:
+    """A verified local copy of ``target``, downloading only when it is not cached (or ``force``)."""
+    if force:
+        cache.remove(target.path)
+    if target.path.is_file():
+        cache.check_cached(target.path, target.sha256)
+        return target.path
+    if not target.urls:
+        entry = target.entry
+        raise CheckpointError(
+            f"{target.ref}: not in the cache ({target.path}) and no download URL is recorded for it.\n"
+            f"  published: {entry.source if entry else '?'}"
+            + (f" as {entry.filename}" if entry and entry.filename else "")
+            + f"\n  fix: download it yourself, then `cavkit weights get {target.ref.removeprefix(WEIGHTS_SCHEME)} "
+            f"--file PATH` (or `--url URL`)"
+        )
+    errors = []
+    for url in target.urls:
+        try:
+            download(url, target.path, expected_sha256=target.sha256, expected_size=target.size,
+                     label=target.ref.removeprefix(WEIGHTS_SCHEME), progress=progress)
+            return target.path
+        except CheckpointError as exc:
+            errors.append(str(exc))
+            if len(target.urls) == 1:
+                raise
+    raise CheckpointError(f"{target.ref}: every download URL failed:\n  " + "\n  ".join(errors))
+
+
+def add_file(target: Target, source: str) -> Path:
+    """Put a file the user downloaded by hand into the cache under ``target`` (hash-checked if known)."""
+    cache.remove(target.path)
+    import_file(source, target.path, expected_sha256=target.sha256, expected_size=target.size)
+    return target.path
+
+
+def resolve_checkpoint_uri(uri: str) -> str:
+    """A local path for ``weights:NAME`` / ``http(s)://...[#sha256=...]``; any other URI unchanged."""
+    if not is_weights_ref(uri):
+        return uri
+    return str(fetch(target_for(uri)))
