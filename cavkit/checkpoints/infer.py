@@ -53,14 +53,54 @@ def describe_keys(keys) -> str:
     return f"{len(keys)} keys ({shown}{', ...' if len(keys) > 6 else ''})"
 
 
+def _is_audio_only(state: Mapping[str, Any]) -> bool:
+    """The 252-key ``CAVMAEFTAudio`` layout: an audio encoder and a head, no visual key (spec §3.2)."""
+    return "mlp_head.1.weight" in state and "pos_embed_a" in state and not any(
+        k.startswith(("pos_embed_v", "patch_embed_v.", "blocks_v.", "modality_v", "norm_v.")) for k in state
+    )
+
+
+def _audio_only_node(state: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The ``audio_classifier`` node of a ``CAVMAEFTAudio`` state dict."""
+    missing = [k for k in ("patch_embed_a.proj.weight", "blocks_u.0.mlp.fc1.weight") if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{source}: an audio-only classifier checkpoint (CAVMAEFTAudio) lacks {', '.join(missing)}; "
+            f"it holds {describe_keys(state)}"
+        )
+    conv_a = tuple(state["patch_embed_a.proj.weight"].shape)
+    embed_dim, patch = conv_a[0], conv_a[-1]
+    num_audio = tuple(state["pos_embed_a"].shape)[1]
+    if num_audio % (128 // patch):
+        raise CheckpointError(f"{source}: unexpected audio position-embedding shape {tuple(state['pos_embed_a'].shape)}")
+    keys = list(state)
+    return {
+        "type": "audio_classifier",
+        "num_classes": tuple(state["mlp_head.1.weight"].shape)[0],
+        "audio_length": num_audio // (128 // patch) * patch,
+        "embed_dim": embed_dim,
+        "audio_tokenizer": {"type": "audio_patch", "patch_size": patch},
+        "encoder": {
+            "type": "audio_encoder",
+            "depth": _count(keys, "blocks_a"),
+            "joint_depth": _count(keys, "blocks_u"),
+            "num_heads": _heads(embed_dim, ENCODER_HEAD_DIM),
+            "mlp_ratio": tuple(state["blocks_u.0.mlp.fc1.weight"].shape)[0] / embed_dim,
+        },
+    }
+
+
 def infer_model_node(state: Mapping[str, Any], *, source: str = "checkpoint") -> dict[str, Any]:
     """A ``model:`` recipe node rebuilding the upstream model whose (prefix-free) ``state`` is given.
 
     Head counts that cannot be inferred are ``None``; see :func:`check_heads`.
 
     :returns: e.g. ``{"type": "cav_mae_sync", "audio_length": 416, "embed_dim": 768, "encoder": {...}, ...}``
+        (``audio_classifier`` for the audio-only ``CAVMAEFTAudio`` layout)
     :raises CheckpointError: when the keys are not those of a CAV-MAE / Sync / fine-tuned model.
     """
+    if _is_audio_only(state):
+        return _audio_only_node(state, source)
     missing = [k for k in _REQUIRED if k not in state]
     if missing:
         raise CheckpointError(

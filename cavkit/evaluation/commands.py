@@ -530,10 +530,13 @@ def _classify_heads(
         raise UsageError("this checkpoint holds no classifier; fine-tune one with `cavkit train`, or use --knn K")
     modes = modes or (getattr(model, "mode", "multimodal"),)
     dtype = autocast_dtype(precision)
+    # a clip classifier (Sync) reads every frame of a clip at once; --frames picks which frames
+    clip_model = getattr(model, "takes_all_frames", False)
+    keep = _frame_list(frames) if clip_model and frames else None
     results: dict[str, dict[str, float]] = {}
     for mode in modes:
         per_frame, targets = [], None
-        for frame in _frame_list(frames):
+        for frame in [None] if clip_model else _frame_list(frames):
             extra = dict(params)
             if frame is not None:
                 extra["eval_frame"] = frame
@@ -542,7 +545,7 @@ def _classify_heads(
                 datafile=datafile,
                 dataset_type=dataset_type,
                 data_params=extra,
-                mode="eval",
+                mode="retrieval" if clip_model else "eval",
                 sync=_is_sync(model),
             )
             logits, labels = [], []
@@ -552,10 +555,12 @@ def _classify_heads(
                     if samples and seen >= samples:
                         break
                     take = batch["audio"].shape[0] if not samples else min(batch["audio"].shape[0], samples - seen)
+                    audio, image = batch["audio"][:take], batch["image"][:take]
+                    if keep is not None:
+                        audio, image = select_frames(audio, image, keep)
+                    clip_frames = audio.shape[1] if clip_model and audio.dim() == 4 else 1
                     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                        out = model.head(
-                            model.features(batch["audio"][:take].to(device), batch["image"][:take].to(device), mode)
-                        )
+                        out = model.head(model.features(audio.to(device), image.to(device), mode))
                     logits.append(out.float().cpu())
                     if "label" not in batch:
                         raise UsageError(
@@ -574,8 +579,17 @@ def _classify_heads(
         if act == "auto":
             act = "softmax" if bool(((targets > 0.5).sum(dim=1) == 1).all()) else "sigmoid"
         results[mode] = classification_metrics(average_over_frames(per_frame, act), targets)
-        results[mode]["frames"] = len(per_frame)
+        results[mode]["frames"] = clip_frames if clip_model else len(per_frame)
     return results
+
+
+def select_frames(audio, image, keep: list[int]):
+    """Frames ``keep`` of clip batches ``audio [B,K,L,128]`` and ``image [B,K,3,H,W]`` (``--frames``)."""
+    k = audio.shape[1] if audio.dim() == 4 else 1
+    bad = [i for i in keep if not 0 <= i < k]
+    if bad or audio.dim() != 4:
+        raise UsageError(f"--frames {','.join(map(str, bad or keep))}: the evaluation clips have {k} frames (0-{k - 1})")
+    return audio[:, keep], image[:, keep]
 
 
 def _knn(

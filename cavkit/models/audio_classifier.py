@@ -1,0 +1,112 @@
+"""Audio-only classifier in the layout of upstream ``CAVMAEFTAudio`` (spec §3.2).
+
+Its 252 state-dict keys (ViT-B) are those of a CAV-MAE classifier without the visual side:
+``modality_a``, ``pos_embed_a``, ``patch_embed_a.*``, ``blocks_a.*`` (11 x 20), ``blocks_u.0.*``
+(20), ``norm_a``, ``norm`` (unused, kept for the layout) and ``mlp_head.*``. The forward is the
+CAV-MAE classifier's ``audioonly`` mode: ``blocks_a``, the joint blocks with the audio norms,
+``norm_a``, the mean over patch tokens, the head::
+
+    audio [B,T,128] -> tokens [B,La,D] -> blocks_a -> blocks_u('a') -> norm_a -> mean [B,D] -> head [B,C]
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cavkit.errors import UsageError
+from cavkit.interfaces import Embeddings, ModelOutput
+from cavkit.models.cav_mae import unmasked_embeddings
+from cavkit.models.encoder import CAVEncoder
+from cavkit.models.slots import build_slot
+
+
+class AudioOnlyEncoder(CAVEncoder):
+    """The CAV-MAE encoder without ``blocks_v`` and ``norm_v`` (no global or register tokens)."""
+
+    def __init__(self, *, embed_dim: int, depth: int, joint_depth: int, num_heads: int, mlp_ratio: float, attn_impl):
+        super().__init__(
+            embed_dim=embed_dim,
+            depth=depth,
+            joint_depth=joint_depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            attn_impl=attn_impl,
+        )
+        del self.blocks_v, self.norm_v
+
+    def stack_visual(self, v: torch.Tensor) -> torch.Tensor:
+        raise UsageError("this audio-only encoder has no visual stack; use a classifier or Sync model for images")
+
+    def forward(self, audio: torch.Tensor | None, visual: torch.Tensor | None, *, joint: bool = True):
+        """Audio only: ``visual`` must be ``None``; there is no joint (audio+visual) pass."""
+        if visual is not None:
+            self.stack_visual(visual)
+        return super().forward(audio, None, joint=False)
+
+
+class AudioClassifier(nn.Module):
+    """``forward(audio [B,T,128], image=None) -> ModelOutput(logits [B,C])`` (upstream ``forward_pred``)."""
+
+    mode = "audioonly"
+
+    def __init__(self, *, audio_tokenizer: nn.Module, encoder: AudioOnlyEncoder, num_classes: int):
+        super().__init__()
+        self.audio_tokenizer = audio_tokenizer
+        self.encoder = encoder
+        dim = encoder.embed_dim
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))
+        nn.init.ones_(self.head[0].weight)
+        nn.init.zeros_(self.head[0].bias)
+        nn.init.xavier_uniform_(self.head[1].weight)
+        nn.init.zeros_(self.head[1].bias)
+
+    def features(self, audio: torch.Tensor | None, image: torch.Tensor | None = None, mode: str | None = None):
+        """Pooled features ``[B,D]``; ``image`` is ignored (kept for the classifier call convention)."""
+        if mode not in (None, "audioonly"):
+            raise UsageError(f"the audio-only classifier has only mode 'audioonly', not {mode!r}")
+        if audio is None:
+            raise UsageError("the audio-only classifier needs audio input")
+        x = self.encoder.stack_audio(self.audio_tokenizer(audio))
+        return self.encoder.modality_pass(x, "a").mean(dim=1)
+
+    def forward(self, audio, image=None, *, noise_audio=None, noise_visual=None) -> ModelOutput:
+        return ModelOutput(logits=self.head(self.features(audio)))
+
+    def embed(self, audio: torch.Tensor | None, image: torch.Tensor | None = None) -> Embeddings:
+        """Audio embeddings (upstream ``forward_feat``: patch latents after ``norm_a``); no visual side."""
+        return unmasked_embeddings(self, audio, None)
+
+    # ``init_from_checkpoint``: weights of a full (audio-visual) model's visual side are skipped
+    init_skipped_prefixes = ("visual_tokenizer.", "encoder.blocks_v.", "encoder.norm_v.")
+
+
+def build_audio_encoder(config, *, embed_dim: int = 768) -> AudioOnlyEncoder:
+    """Factory of the ``audio_encoder`` encoder (context: the width ``embed_dim``)."""
+    return AudioOnlyEncoder(
+        embed_dim=embed_dim,
+        depth=config.depth,
+        joint_depth=config.joint_depth,
+        num_heads=config.num_heads,
+        mlp_ratio=config.mlp_ratio,
+        attn_impl=config.attn_impl,
+    )
+
+
+def build_audio_classifier(config) -> AudioClassifier:
+    """Factory of the ``audio_classifier`` model."""
+    tokenizer = build_slot(
+        config.audio_tokenizer,
+        "tokenizer",
+        "audio_patch",
+        embed_dim=config.embed_dim,
+        audio_length=config.audio_length,
+        trainable_pos=config.trainable_pos,
+    )
+    encoder = build_slot(config.encoder, "encoder", "audio_encoder", embed_dim=config.embed_dim)
+    model = AudioClassifier(audio_tokenizer=tokenizer, encoder=encoder, num_classes=config.num_classes)
+    if config.init:
+        from cavkit.checkpoints.load import init_from_checkpoint
+
+        init_from_checkpoint(model, config.init)
+    return model
