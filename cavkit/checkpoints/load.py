@@ -45,9 +45,16 @@ class CheckpointContents:
 
 # -- reading ---------------------------------------------------------------------------------------
 def read_checkpoint_bytes(uri: str) -> bytes:
-    """The bytes of a checkpoint file; missing, directory and empty files are :class:`CheckpointError`."""
+    """The bytes of a checkpoint file; missing, directory and empty files are :class:`CheckpointError`.
+
+    ``weights:NAME`` and ``http(s)://...[#sha256=<hex>]`` are fetched into the weights cache (or
+    taken from it, verified, without network) first: see :mod:`cavkit.weights.resolve`.
+    """
     import fsspec
 
+    from cavkit.weights.resolve import resolve_checkpoint_uri
+
+    uri = resolve_checkpoint_uri(uri)
     try:
         with fsspec.open(uri, "rb") as fh:
             data = fh.read()
@@ -141,6 +148,10 @@ def _node_from_recipe_text(text: str, uri: str) -> dict[str, Any]:
 def _sidecar_recipe(uri: str) -> str | None:
     import fsspec
 
+    from cavkit.weights.entry import is_weights_ref
+
+    if is_weights_ref(uri):  # a fetched file has no sidecar; never probe the network for one
+        return None
     stem = uri.removesuffix(".safetensors")
     for candidate in (f"{stem}.yaml", f"{stem}.recipe.yaml"):
         try:
@@ -324,8 +335,15 @@ def init_from_checkpoint(model: torch.nn.Module, uri: str) -> dict[str, list[str
     class count, and fresh sin-cos position embeddings where their shape differs (e.g. Sync's 416-frame
     audio from a 1024-frame initialisation). Everything else must match.
 
+    ``timm:VIT_NAME[=FILE]`` initialises from a timm ViT instead (spec §4.7 mapping, see
+    :mod:`cavkit.checkpoints.timm_init`).
+
     :returns: ``{"loaded": [...], "fresh": [...], "ignored": [...]}`` (cavkit key names).
     """
+    if uri.startswith("timm:"):
+        from cavkit.checkpoints.timm_init import init_from_timm
+
+        return init_from_timm(model, uri)
     contents = read_checkpoint(uri)
     state = to_cavkit_keys(contents)
     own = model.state_dict()
