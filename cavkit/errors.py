@@ -34,15 +34,29 @@ class Problem:
 
 
 class RecipeError(UsageError):
-    """A recipe that cannot be used; carries every problem found, not only the first."""
+    """A recipe that cannot be used; carries every problem found, not only the first.
+
+    The message lists at most :attr:`MAX_LISTED` problems of at most :attr:`MAX_LINE` characters
+    each: a recipe is untrusted input, and a hostile or wrong file (``base: /etc/services``) must
+    not turn into megabytes of error text. ``problems`` keeps them all.
+    """
+
+    MAX_LISTED = 20
+    MAX_LINE = 300
 
     def __init__(self, source: str, problems: list[Problem]):
         self.source = source
         self.problems = list(problems)
         count = len(self.problems)
-        lines = [f"{source}: {count} problem{'' if count == 1 else 's'} in recipe"]
-        lines += [f"  - {p}" for p in self.problems]
+        lines = [f"{_cut(source, self.MAX_LINE)}: {count} problem{'' if count == 1 else 's'} in recipe"]
+        lines += [f"  - {_cut(str(p), self.MAX_LINE)}" for p in self.problems[: self.MAX_LISTED]]
+        if count > self.MAX_LISTED:
+            lines.append(f"  ... and {count - self.MAX_LISTED} more")
         super().__init__("\n".join(lines))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class UnknownComponentError(UsageError):

@@ -5,13 +5,21 @@ first: mappings merge key by key, everything else (lists, scalars) is replaced, 
 changes its ``type:`` replaces the parent's node whole, so parameters of another component never
 leak in. ``--set a.b.c=value`` parses ``value`` as YAML and goes through the same validation as the
 file, so a typo in an override gets the same did-you-mean message.
+
+A recipe is untrusted input (shared, downloaded, stored in a checkpoint), so what reading one can
+cost is bounded: at most :data:`MAX_RECIPE_BYTES` of text, :data:`MAX_DEPTH` levels of nesting and
+:data:`MAX_NODES` values once YAML aliases are expanded (an "alias bomb" of a few lines otherwise
+expands to gigabytes), ``base:`` only to regular files. Each limit is a one-line error, never a
+``RecursionError`` or an exhausted memory.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import posixpath
 import re
+import stat
 from typing import Any
 
 import yaml
@@ -19,6 +27,16 @@ import yaml
 from cavkit.errors import Problem, RecipeError, UsageError
 
 MAX_BASE_DEPTH = 8
+#: Largest recipe file read (the published recipes are ~2 KB).
+MAX_RECIPE_BYTES = 1 << 20
+#: Deepest nesting of mappings and lists (a recipe needs about 6).
+MAX_DEPTH = 64
+#: Most values (mappings, lists and scalars) once aliases are expanded (a recipe has a few hundred).
+MAX_NODES = 20_000
+
+
+class RecipeLimitError(ValueError):
+    """YAML that exceeds a limit of this module (size, depth, expanded values, recursive alias)."""
 
 
 class RecipeLoader(yaml.SafeLoader):
@@ -27,6 +45,67 @@ class RecipeLoader(yaml.SafeLoader):
     YAML 1.1 (PyYAML) only treats exponent notation with a dot (``1.0e-4``) as a float, so a
     learning rate written ``1e-4`` would silently become the string ``"1e-4"``.
     """
+
+
+class _BoundedLoader(RecipeLoader):
+    """``RecipeLoader`` that refuses nesting deeper than :data:`MAX_DEPTH` while composing.
+
+    PyYAML composes nested nodes recursively, so without this bound a few kilobytes of ``[[[[...``
+    end in ``RecursionError``.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise RecipeLimitError(f"nesting deeper than {MAX_DEPTH} levels at line {mark.line + 1}, column {mark.column + 1}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _check_expanded(node: Any) -> None:
+    """Count the values and depth of a composed YAML graph as if every alias were copied out.
+
+    Aliases make the composed graph a DAG (or, for ``&a [*a]``, a cycle); sizes and depths are
+    memoised per node, so the check costs one visit per distinct node even when the expansion is
+    astronomically large.
+    """
+    sizes: dict[int, tuple[int, int]] = {}
+    active: set[int] = set()
+
+    def visit(current: Any) -> tuple[int, int]:
+        key = id(current)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise RecipeLimitError("a YAML alias refers to a node that contains it (a recursive recipe)")
+        active.add(key)
+        size, depth = 1, 1
+        if isinstance(current, yaml.SequenceNode):
+            children = current.value
+        elif isinstance(current, yaml.MappingNode):
+            children = [item for pair in current.value for item in pair]
+        else:
+            children = []
+        for child in children:
+            child_size, child_depth = visit(child)
+            size += child_size
+            depth = max(depth, child_depth + 1)
+            if size > MAX_NODES:
+                raise RecipeLimitError(f"more than {MAX_NODES} values once YAML aliases are expanded (an alias bomb?)")
+            if depth > MAX_DEPTH:
+                raise RecipeLimitError(f"nesting deeper than {MAX_DEPTH} levels once YAML aliases are expanded")
+        active.discard(key)
+        sizes[key] = (size, depth)
+        return size, depth
+
+    visit(node)
 
 
 RecipeLoader.add_implicit_resolver(
@@ -44,16 +123,42 @@ RecipeLoader.add_implicit_resolver(
 
 
 def parse_yaml(text: str) -> Any:
-    """Parse recipe YAML safely (no tags that build Python objects)."""
-    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 - RecipeLoader is a SafeLoader
+    """Parse recipe YAML safely (no tags that build Python objects) within this module's limits.
+
+    :raises RecipeLimitError: text over :data:`MAX_RECIPE_BYTES`, nesting over :data:`MAX_DEPTH`,
+        over :data:`MAX_NODES` values after alias expansion, or a recursive alias.
+    :raises yaml.YAMLError: invalid YAML.
+    """
+    if len(text) > MAX_RECIPE_BYTES:
+        raise RecipeLimitError(f"{len(text)} characters, more than the {MAX_RECIPE_BYTES} a recipe may have")
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expanded(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
-def _read_text(uri: str) -> str:
+def excerpt(text: str, limit: int = 80) -> str:
+    """``repr`` of ``text`` cut to about ``limit`` characters, for quoting untrusted input in messages."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def _read_text(uri: str, *, regular_file: bool = False) -> str:
+    """At most :data:`MAX_RECIPE_BYTES` of UTF-8 text; ``regular_file`` refuses devices, pipes and folders."""
     import fsspec
 
     try:
-        with fsspec.open(uri, "r", encoding="utf-8") as fh:
-            return fh.read()
+        if regular_file:
+            _require_regular_file(uri)
+        with fsspec.open(uri, "rb") as fh:
+            data = fh.read(MAX_RECIPE_BYTES + 1)
+        if len(data) > MAX_RECIPE_BYTES:
+            raise UsageError(f"{uri}: larger than {MAX_RECIPE_BYTES} bytes, too large for a recipe YAML file")
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise UsageError(f"{uri}: recipe file not found") from None
     except IsADirectoryError:
@@ -66,9 +171,24 @@ def _read_text(uri: str) -> str:
         raise UsageError(f"{uri}: cannot open the recipe: {exc}") from None
 
 
+def _require_regular_file(uri: str) -> None:
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    if isinstance(fs, LocalFileSystem):
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    else:
+        regular = fs.info(path).get("type") == "file"
+    if not regular:
+        raise UsageError(f"{uri}: not a regular file; a base recipe must be a YAML file")
+
+
 def _parse(uri: str, text: str) -> dict[str, Any]:
     try:
         data = parse_yaml(text)
+    except RecipeLimitError as exc:
+        raise RecipeError(uri, [Problem("", f"too large or deep for a recipe: {exc}")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -109,7 +229,7 @@ def load_recipe_data(uri: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
         raise RecipeError(uri, [Problem("base", f"base recipes form a cycle: {' -> '.join(_chain + (uri,))}")])
     if len(_chain) >= MAX_BASE_DEPTH:
         raise RecipeError(uri, [Problem("base", f"base recipes nest deeper than {MAX_BASE_DEPTH}")])
-    data = _parse(uri, _read_text(uri))
+    data = _parse(uri, _read_text(uri, regular_file=bool(_chain)))
     base_ref = data.pop("base", None)
     if base_ref is None:
         return data
@@ -137,6 +257,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             continue
         try:
             value = parse_yaml(raw) if raw.strip() else ""
+        except RecipeLimitError as exc:
+            problems.append(Problem("--set", f"{excerpt(key)}: the value is too large or deep ({exc})"))
+            continue
         except yaml.YAMLError:
             value = raw
         parts = key.split(".")
