@@ -16,7 +16,6 @@ code. Loading is strict: missing, unexpected and mis-shaped keys are reported by
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ from cavkit.checkpoints import keys as K
 from cavkit.checkpoints.infer import check_heads, describe_keys, infer_model_node
 from cavkit.config import ComponentNode, component, structure
 from cavkit.errors import CheckpointError
+from cavkit.safetensors_io import SafetensorsFileError, looks_like_safetensors, read_metadata, read_safetensors
 
 CAVKIT_FORMAT = "cavkit.model"
 _CAVKIT_PARTS = ("audio_tokenizer.", "visual_tokenizer.", "encoder.", "decoder.", "head.")
@@ -69,25 +69,10 @@ def read_checkpoint_bytes(uri: str) -> bytes:
     return data
 
 
-def _looks_like_safetensors(data: bytes) -> bool:
-    if len(data) < 10:
-        return False
-    header = int.from_bytes(data[:8], "little")
-    return data[8:9] == b"{" and header < 100_000_000
-
-
 def _load_safetensors(uri: str, data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors.torch import load
-
-    header_len = int.from_bytes(data[:8], "little")
-    if len(data) < 8 + header_len:
-        raise CheckpointError(
-            f"{uri}: truncated safetensors file (header says {header_len} bytes, file has {len(data) - 8})"
-        )
     try:
-        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
-        return load(data), meta
-    except Exception as exc:
+        return read_safetensors(data)
+    except SafetensorsFileError as exc:
         raise CheckpointError(f"{uri}: truncated or corrupt safetensors file ({exc})") from None
 
 
@@ -162,24 +147,45 @@ def _sidecar_recipe(uri: str) -> str | None:
     return None
 
 
+def _recipe_of(uri: str, meta: Mapping[str, str] | None, obj: Any = None) -> str | None:
+    """The recipe text stored with a checkpoint: safetensors metadata ``recipe`` or a sidecar
+    ``<name>.yaml`` / ``<name>.recipe.yaml`` (``meta`` given), or a training checkpoint's ``recipe``."""
+    if meta is not None:
+        return meta.get("recipe") or _sidecar_recipe(uri)
+    if isinstance(obj, Mapping) and obj.get("format") == "cavkit.checkpoint" and isinstance(obj.get("recipe"), str):
+        return obj["recipe"]
+    return None
+
+
+def stored_recipe_text(uri: str) -> str | None:
+    """The resolved recipe a cavkit checkpoint carries (the whole recipe, not only ``model:``), or
+    ``None`` (official ``.pth`` files carry none). The one place that knows where recipes are kept.
+
+    :raises CheckpointError: as :func:`read_checkpoint`.
+    """
+    data = read_checkpoint_bytes(uri)
+    if looks_like_safetensors(data):
+        try:
+            return _recipe_of(uri, read_metadata(data))
+        except SafetensorsFileError as exc:
+            raise CheckpointError(f"{uri}: truncated or corrupt safetensors file ({exc})") from None
+    return _recipe_of(uri, None, _torch_load(uri, data))
+
+
 def read_checkpoint(uri: str) -> CheckpointContents:
     """Read any supported checkpoint file; see the module docstring.
 
     :raises CheckpointError: missing, empty, truncated or foreign files, with what was expected.
     """
     data = read_checkpoint_bytes(uri)
-    node = None
-    if _looks_like_safetensors(data):
+    if looks_like_safetensors(data):
         state, meta = _load_safetensors(uri, data)
-        text = meta.get("recipe") or _sidecar_recipe(uri)
-        if text:
-            node = _node_from_recipe_text(text, uri)
+        text = _recipe_of(uri, meta)
     else:
         obj = _torch_load(uri, data)
+        text = _recipe_of(uri, None, obj)
         if isinstance(obj, Mapping) and obj.get("format") == "cavkit.checkpoint":
             state = obj.get("model")
-            if isinstance(obj.get("recipe"), str):
-                node = _node_from_recipe_text(obj["recipe"], uri)
         elif isinstance(obj, Mapping) and not _tensor_dict(obj):
             inner = next(
                 (obj[k] for k in ("state_dict", "model", "model_state_dict") if _tensor_dict(obj.get(k))), None
@@ -192,6 +198,7 @@ def read_checkpoint(uri: str) -> CheckpointContents:
                 f"{uri}: not a model checkpoint: expected a state dict of named tensors, got "
                 f"{type(obj).__name__}{' with keys ' + ', '.join(map(str, list(obj)[:6])) if isinstance(obj, Mapping) else ''}"
             )
+    node = _node_from_recipe_text(text, uri) if text else None
     state = K.strip_dataparallel(state)
     return CheckpointContents(uri=uri, state=dict(state), layout=_layout(state, uri), node=node)
 

@@ -60,18 +60,13 @@ class Features:
 
     @classmethod
     def load(cls, uri: str) -> Features:
-        import fsspec
-        from safetensors.torch import load
+        from cavkit.safetensors_io import SafetensorsFileError, read_safetensors
 
         try:
-            with fsspec.open(uri, "rb") as f:
-                blob = f.read()
+            tensors, meta = read_safetensors(uri)
         except FileNotFoundError as exc:
             raise UsageError(f"features file {uri!r} does not exist; write one with --save-features") from exc
-        try:
-            tensors = load(blob)
-            meta = _safetensors_metadata(blob)
-        except Exception as exc:  # safetensors raises its own error types for corrupt files
+        except SafetensorsFileError as exc:
             raise DataError(f"features file {uri!r} is not a readable safetensors file: {exc}") from exc
         if "audio" not in tensors or "visual" not in tensors:
             raise DataError(f"features file {uri!r} lacks the 'audio' and 'visual' tensors")
@@ -82,11 +77,6 @@ class Features:
             clip_ids=json.loads(meta.get("clip_ids", "[]")),
             embedding=meta.get("embedding", "pooled"),
         )
-
-
-def _safetensors_metadata(blob: bytes) -> dict[str, str]:
-    size = int.from_bytes(blob[:8], "little")
-    return json.loads(blob[8 : 8 + size]).get("__metadata__", {}) or {}
 
 
 def pick_embeddings(embeddings: Any, kind: EmbeddingKind) -> tuple[torch.Tensor, torch.Tensor, str]:

@@ -60,15 +60,15 @@ def read_embeddings(uri: str) -> tuple[dict[str, np.ndarray], list[str]]:
     fmt = format_from_path(uri)
     data = read_bytes(uri)
     if fmt == "safetensors":
-        from safetensors.numpy import load
+        from cavkit.safetensors_io import SafetensorsFileError, read_safetensors
 
-        # The header is read directly from the bytes (safe_open needs a local file).
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len])
-        meta = header.get("__metadata__") or {}
+        try:
+            arrays, meta = read_safetensors(data, framework="numpy")
+        except SafetensorsFileError as exc:
+            raise DataError(f"{uri}: not a readable safetensors file ({exc})") from None
         if "clip_ids" not in meta:
             raise DataError(f"{uri}: no clip_ids in the safetensors metadata; not a cavkit embedding file")
-        return dict(load(data)), json.loads(meta["clip_ids"])
+        return arrays, json.loads(meta["clip_ids"])
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         if "clip_ids" not in npz.files:
             raise DataError(f"{uri}: no clip_ids array; not a cavkit embedding file")

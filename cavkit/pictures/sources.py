@@ -7,58 +7,11 @@ picture command accepts the same data options as ``cavkit eval``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import fsspec
 import yaml
 
-from cavkit.errors import CheckpointError, UsageError
-
-
-def _safetensors_metadata(uri: str) -> dict[str, str] | None:
-    """The header metadata of a safetensors file (reads only the header), or ``None`` if it is not one."""
-    with fsspec.open(uri, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            return None
-        size = int.from_bytes(head, "little")
-        if size <= 0 or size > 100_000_000:
-            return None
-        header = fh.read(size)
-    try:
-        return json.loads(header).get("__metadata__") or {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def stored_recipe_text(uri: str) -> str | None:
-    """The resolved recipe a cavkit checkpoint carries, or ``None`` (official ``.pth`` files carry none).
-
-    Training checkpoints keep it under ``recipe``; cavkit ``.safetensors`` weights in their metadata
-    or in a sidecar ``<name>.yaml`` / ``<name>.recipe.yaml``.
-    """
-    try:
-        meta = _safetensors_metadata(uri)
-    except FileNotFoundError:
-        raise CheckpointError(f"{uri}: checkpoint not found") from None
-    if meta is not None:
-        if meta.get("recipe"):
-            return meta["recipe"]
-        stem = uri[: -len(".safetensors")] if uri.endswith(".safetensors") else uri
-        for candidate in (f"{stem}.yaml", f"{stem}.recipe.yaml"):
-            try:
-                with fsspec.open(candidate, "r", encoding="utf-8") as fh:
-                    return fh.read()
-            except (FileNotFoundError, OSError):
-                continue
-        return None
-    from cavkit.engine.checkpoint import load_object
-
-    obj = load_object(uri)
-    if isinstance(obj, dict) and obj.get("format") == "cavkit.checkpoint" and isinstance(obj.get("recipe"), str):
-        return obj["recipe"]
-    return None
+from cavkit.errors import UsageError
 
 
 def recipe_norm_pix(recipe_text: str | None) -> bool | str | None:
@@ -97,6 +50,8 @@ def require_pixel_targets(uri: str, declared: bool) -> str:
     :raises UsageError: a norm-pix checkpoint, a model never trained with ``mae``, or an unrecorded
         one without the flag.
     """
+    from cavkit.checkpoints.load import stored_recipe_text
+
     norm_pix = recipe_norm_pix(stored_recipe_text(uri))
     if norm_pix is None:
         if declared:

@@ -1,0 +1,89 @@
+"""Reading safetensors files (weights, features, embeddings) and their header metadata, through
+``safetensors.safe_open``: the one place cavkit reads them.
+
+``safe_open`` needs a local file. A local path is opened in place (for :func:`read_metadata` only
+the header is read); a remote URI (``memory://``, ``s3://``) or bytes already in memory go through
+one temporary local copy. A file that is not safetensors, or is cut short, raises
+:class:`SafetensorsFileError`; callers turn it into their area's error with their own advice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+__all__ = ["SafetensorsFileError", "looks_like_safetensors", "read_metadata", "read_safetensors"]
+
+Framework = Literal["pt", "numpy"]
+
+
+class SafetensorsFileError(Exception):
+    """The file is not a readable safetensors file (corrupt, truncated or another format)."""
+
+
+def looks_like_safetensors(data: bytes) -> bool:
+    """Whether ``data`` starts like a safetensors file (a little-endian header length, then ``{``)."""
+    return len(data) >= 10 and data[8:9] == b"{" and int.from_bytes(data[:8], "little") < 100_000_000
+
+
+@contextlib.contextmanager
+def _local_file(source: str | bytes) -> Iterator[str]:
+    """A local path holding ``source``: the file itself when it is local, else a temporary copy."""
+    if isinstance(source, str):
+        fs, path = fsspec.core.url_to_fs(source)
+        if isinstance(fs, LocalFileSystem):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(source)
+            yield path
+            return
+        with fs.open(path, "rb") as fh:
+            source = fh.read()
+    handle, tmp = tempfile.mkstemp(suffix=".safetensors")
+    try:
+        with os.fdopen(handle, "wb") as fh:
+            fh.write(source)
+        yield tmp
+    finally:
+        os.unlink(tmp)
+
+
+def _safe_open(path: str, framework: Framework):
+    from safetensors import safe_open
+
+    try:
+        return safe_open(path, framework=framework)
+    except Exception as exc:  # safetensors raises its own error type for every malformed header
+        raise SafetensorsFileError(str(exc)) from exc
+
+
+def read_metadata(source: str | bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file (``{}`` when it has none).
+
+    :param source: a path or fsspec URI, or the file's bytes.
+    :raises FileNotFoundError: if the path does not exist.
+    :raises SafetensorsFileError: if it is not a readable safetensors file.
+    """
+    with _local_file(source) as path:
+        with _safe_open(path, "numpy") as fh:
+            return dict(fh.metadata() or {})
+
+
+def read_safetensors(source: str | bytes, framework: Framework = "pt") -> tuple[dict[str, Any], dict[str, str]]:
+    """All tensors (torch tensors, or NumPy arrays with ``framework="numpy"``) and the metadata.
+
+    :raises FileNotFoundError: if the path does not exist.
+    :raises SafetensorsFileError: if it is not a readable safetensors file (including one cut short).
+    """
+    with _local_file(source) as path:
+        with _safe_open(path, framework) as fh:
+            try:
+                tensors = {name: fh.get_tensor(name) for name in fh.keys()}
+            except Exception as exc:
+                raise SafetensorsFileError(str(exc)) from exc
+            return tensors, dict(fh.metadata() or {})
