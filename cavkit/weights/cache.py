@@ -108,10 +108,7 @@ def read_record(path: Path) -> Record | None:
 
 def stamp(path: Path, sha256: str, origin: str, pinned: bool) -> Record:
     """Record ``sha256`` for ``path`` as it is now (size, mtime)."""
-    st = path.stat()
-    record = Record(sha256=sha256, size=st.st_size, mtime_ns=st.st_mtime_ns, origin=origin, pinned=pinned)
-    write_record(path, record)
-    return record
+    return stamp_as(path, path, sha256, origin, pinned)
 
 
 def stamp_as(path: Path, source: Path, sha256: str, origin: str, pinned: bool) -> Record:
@@ -122,7 +119,7 @@ def stamp_as(path: Path, source: Path, sha256: str, origin: str, pinned: bool) -
     return record
 
 
-def check_cached(path: Path, expected_sha256: str | None, *, rehash: bool = False) -> Record:
+def check_cached(path: Path, expected_sha256: str | None, *, rehash: bool = False, ref: str = "...") -> Record:
     """Confirm that the cached ``path`` is the file that was verified when it was placed.
 
     The hash is recomputed when the file's size or mtime differ from its record, when there is no
@@ -141,12 +138,12 @@ def check_cached(path: Path, expected_sha256: str | None, *, rehash: bool = Fals
     if wanted is None:
         raise CheckpointError(
             f"{path}: cached file has no integrity record and no known SHA-256; fetch it again with "
-            f"`cavkit weights get ... --force`"
+            f"`cavkit weights get {ref} --force`"
         )
     if actual != wanted:
         raise CheckpointError(
             f"{path}: SHA-256 mismatch: expected {wanted}, the cached file has {actual} (it changed or is "
-            f"corrupt); fetch it again with `cavkit weights get ... --force`"
+            f"corrupt); fetch it again with `cavkit weights get {ref} --force`"
         )
     return stamp(path, actual, record.origin if record else str(path), expected_sha256 is not None or bool(
         record and record.pinned))

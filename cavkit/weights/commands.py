@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cavkit.errors import CheckpointError, UsageError
+from cavkit.errors import CavkitError, CheckpointError, UsageError
 
 
 @click.group("weights")
@@ -105,7 +105,7 @@ def weights_verify(refs: tuple[str, ...]) -> None:
             failed += 1
             continue
         try:
-            record = cache.check_cached(path, sha, rehash=True)
+            record = cache.check_cached(path, sha, rehash=True, ref=name)
             how = "published hash" if record.pinned else "hash recorded at first fetch"
             click.echo(f"OK       {name}: {path} ({how} {record.sha256[:16]}...)")
         except CheckpointError as exc:
@@ -113,4 +113,4 @@ def weights_verify(refs: tuple[str, ...]) -> None:
             click.echo(f"FAILED   {exc}")
             failed += 1
     if failed:
-        raise CheckpointError(f"{failed} cached checkpoint(s) failed verification (see above)")
+        raise CavkitError(f"{failed} cached checkpoint(s) failed verification (see above)")

@@ -76,7 +76,7 @@ def fetch(target: Target, *, force: bool = False, progress: bool = True) -> Path
     if force:
         cache.remove(target.path)
     if target.path.is_file():
-        cache.check_cached(target.path, target.sha256)
+        cache.check_cached(target.path, target.sha256, ref=target.ref.removeprefix(WEIGHTS_SCHEME))
         return target.path
     if not target.urls:
         entry = target.entry

@@ -1,0 +1,143 @@
+"""``weights:NAME`` and ``http(s)://...#sha256=`` wherever a checkpoint path goes: cavkit convert,
+model init, load_model, and the ``cavkit weights`` commands (server on 127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import types
+
+import pytest
+import torch
+
+import cavkit
+from cavkit.checkpoints.convert import upstream_state_dict
+from cavkit.checkpoints.load import build_model_node, load_model
+from cavkit.errors import CheckpointError
+from cavkit.plugins import set_plugin_host
+from cavkit.testing import plugin_host, run_cli
+from cavkit.weights import WeightsEntry, cache, register_weights
+
+HEADS = ["--set", "encoder.num_heads=2", "--set", "decoder.num_heads=2"]
+TINY = {"type": "cav_mae", "audio_length": 32, "image_size": 32, "embed_dim": 32,
+        "encoder": {"depth": 1, "num_heads": 2}, "decoder": {"embed_dim": 16, "depth": 1, "num_heads": 2}}
+
+
+@pytest.fixture(scope="module")
+def official_bytes():
+    """A tiny model saved like an official checkpoint (``module.`` prefix, upstream keys)."""
+    torch.manual_seed(1)
+    model = build_model_node(TINY).build()
+    state = upstream_state_dict(model)  # keys carry the module. prefix, as official files do
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue(), model.state_dict()
+
+
+def _files(root):
+    return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_convert_downloads_verifies_and_converts_a_url(server, official_bytes, tmp_path, weights_cache):
+    data, original = official_bytes
+    server.files["x.pth"] = data
+    ref = f"{server.url('x.pth')}#sha256={hashlib.sha256(data).hexdigest()}"
+    result = run_cli(["convert", ref, str(tmp_path / "out.safetensors"), *HEADS])
+    assert result.exit_code == 0, result.stderr
+    converted = load_model(str(tmp_path / "out.safetensors")).state_dict()
+    assert set(converted) == set(original)
+    assert all(torch.equal(converted[k], original[k]) for k in original)
+    assert len(server.gets("x.pth")) == 1  # read twice by convert, downloaded once
+    assert "x.pth" in _files(weights_cache)
+
+
+def test_convert_with_a_wrong_hash_fails_and_caches_nothing(server, official_bytes, tmp_path, weights_cache):
+    server.files["x.pth"] = official_bytes[0]
+    wrong = "0" * 64
+    result = run_cli(["convert", f"{server.url('x.pth')}#sha256={wrong}", str(tmp_path / "out.safetensors"), *HEADS])
+    assert result.exit_code == 2
+    assert f"SHA-256 mismatch: expected {wrong}" in result.stderr and "Traceback" not in result.stderr
+    assert _files(weights_cache) == [] and not (tmp_path / "out.safetensors").exists()
+
+
+def _plugin_with(url: str, sha: str | None):
+    module = types.ModuleType("weights_test_plugin")
+
+    @cavkit.hookimpl
+    def cavkit_register_components(registry):
+        register_weights(registry, WeightsEntry(name="tiny-test", summary="a test checkpoint", urls=(url,),
+                                                sha256=sha, model="cav_mae (tiny)", citation="nobody"))
+
+    module.cavkit_register_components = cavkit_register_components
+    return module
+
+
+def test_a_plugin_registers_weights_that_load_by_name_everywhere(server, official_bytes, tmp_path):
+    data, original = official_bytes
+    server.files["tiny.pth"] = data
+    host = plugin_host(_plugin_with(server.url("tiny.pth"), hashlib.sha256(data).hexdigest()))
+    listing = run_cli(["weights", "list", "-v"], host=host)
+    assert listing.exit_code == 0, listing.stderr
+    assert "tiny-test" in listing.stdout and "download" in listing.stdout and "cite: nobody" in listing.stdout
+    set_plugin_host(host)
+    try:
+        model = load_model("weights:tiny-test", overrides=["encoder.num_heads=2", "decoder.num_heads=2"])
+        assert all(torch.equal(model.state_dict()[k], original[k]) for k in original)
+        # model.init (and trainer.init, which calls the same reader) accepts the name too
+        fresh = build_model_node({**TINY, "init": "weights:tiny-test"}).build()
+        assert all(torch.equal(fresh.state_dict()[k], original[k]) for k in original if not k.startswith("decoder."))
+    finally:
+        set_plugin_host(None)
+    assert len(server.gets("tiny.pth")) == 1
+    verify = run_cli(["weights", "verify"], host=host)
+    assert verify.exit_code == 0 and "OK       tiny-test" in verify.stdout and "published hash" in verify.stdout
+
+
+def test_verify_catches_a_corrupted_cached_file_and_it_is_never_used_again(server, official_bytes):
+    data = official_bytes[0]
+    server.files["tiny.pth"] = data
+    host = plugin_host(_plugin_with(server.url("tiny.pth"), None))  # no published hash: recorded at first fetch
+    got = run_cli(["weights", "get", "tiny-test"], host=host)
+    assert got.exit_code == 0, got.stderr
+    path = got.stdout.strip()
+    assert open(path, "rb").read() == data and "hash recorded" in got.stderr
+    with open(path, "r+b") as fh:  # flip one byte in place, keeping the size
+        fh.seek(100)
+        byte = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    verify = run_cli(["weights", "verify", "tiny-test"], host=host)
+    assert verify.exit_code == 1 and "FAILED" in verify.stdout and "SHA-256 mismatch" in verify.stdout
+    set_plugin_host(host)
+    try:
+        with pytest.raises(CheckpointError, match="no integrity record"):
+            load_model("weights:tiny-test", overrides=["encoder.num_heads=2", "decoder.num_heads=2"])
+    finally:
+        set_plugin_host(None)
+
+
+def test_a_published_entry_without_url_says_how_to_add_it_and_then_works_offline(official_bytes, tmp_path,
+                                                                                 monkeypatch):
+    missing = run_cli(["weights", "get", "in-initial"])
+    assert missing.exit_code == 2
+    assert "no download URL is recorded" in missing.stderr and "--file PATH" in missing.stderr
+    assert "IN-initial.pth" in missing.stderr
+    local = tmp_path / "downloaded.pth"
+    local.write_bytes(official_bytes[0])
+    added = run_cli(["weights", "get", "in-initial", "--file", str(local)])
+    assert added.exit_code == 0, added.stderr
+    assert added.stdout.strip().endswith("weights/in-initial/IN-initial.pth")
+    monkeypatch.setenv("CAVKIT_OFFLINE", "1")
+    model = load_model("weights:in-initial", overrides=["encoder.num_heads=2", "decoder.num_heads=2"])
+    assert torch.equal(model.state_dict()["encoder.norm.weight"], official_bytes[1]["encoder.norm.weight"])
+    listing = run_cli(["weights", "list"])
+    assert any(line.split()[:2] == ["in-initial", "cached"] for line in listing.stdout.splitlines())
+
+
+def test_unknown_names_suggest_close_ones(tmp_path):
+    result = run_cli(["weights", "get", "cav-mae-scale+++"])
+    assert result.exit_code == 2 and "did you mean" in result.stderr and "cav-mae-scale++" in result.stderr
+
+
+def test_the_cache_honours_cavkit_cache(weights_cache):
+    assert cache.weights_dir() == weights_cache / "weights"
