@@ -17,6 +17,7 @@ objects; the owner builds them with ``node.build()`` when it needs them.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -62,8 +63,18 @@ def component_list(kind: str, *, weighted: bool = False, help: str = "") -> Any:
 # -- validators (each message reads well after "model.encoder.depth: ") ----------------------------
 def at_least(low: float):
     def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
-        if value is not None and value < low:
+        if value is not None and not value >= low:  # written so that NaN fails too
             raise ValueError(f"must be >= {low}, got {value!r}")
+
+    return check
+
+
+def finite():
+    """Reject ``.nan`` and ``.inf`` (YAML spells them so; torch would fail much later, or silently)."""
+
+    def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}")
 
     return check
 
@@ -246,8 +257,8 @@ class _Structurer:
         skip = NODE_KEYS + (("weight",) if weighted else ())
         if weighted and "weight" in data:
             weight = self.value(float, data["weight"], _join(path, "weight"))
-            if isinstance(weight, float) and weight < 0:
-                self.fail(_join(path, "weight"), f"must be >= 0, got {weight}")
+            if isinstance(weight, float) and not 0 <= weight < math.inf:
+                self.fail(_join(path, "weight"), f"must be a finite number >= 0, got {weight}")
         try:
             cls = spec.config_class()
         except Exception as exc:  # a broken plugin's config: report, do not crash

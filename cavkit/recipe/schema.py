@@ -22,10 +22,16 @@ from typing import Any, Literal
 
 import attrs
 
-from cavkit.config import ComponentNode, at_least, component, component_list, in_range, param, structure
+from cavkit.config import ComponentNode, at_least, component, component_list, finite, in_range, param, structure
 from cavkit.errors import Problem, RecipeError
 
 RECIPE_VERSION = 1
+
+
+def _betas(inst: Any, attr: Any, value: Any) -> None:
+    """Adam's betas are decay rates: each in [0, 1) (torch.optim raises on others, mid-run setup)."""
+    if value is not None and not all(0.0 <= beta < 1.0 for beta in value):
+        raise ValueError(f"each beta must be in [0, 1), got {tuple(value)!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -42,11 +48,11 @@ class OptimizerConfig:
     """Optimiser and parameter groups (spec §7.1: Adam, betas (0.95, 0.999), wd 5e-7)."""
 
     name: Literal["adam", "adamw"] = param("adam", help="torch.optim.Adam (L2 in the gradient) or AdamW (decoupled)")
-    lr: float = param(1e-4, help="base learning rate", validator=at_least(0.0))
-    betas: tuple[float, float] = param((0.95, 0.999), help="Adam betas")
-    eps: float = param(1e-8, help="Adam epsilon", validator=at_least(0.0))
-    weight_decay: float = param(5e-7, help="weight decay", validator=at_least(0.0))
-    head_lr_scale: float = param(1.0, help="learning-rate multiplier for new heads (FT uses 100)", validator=at_least(0.0))
+    lr: float = param(1e-4, help="base learning rate", validator=[at_least(0.0), finite()])
+    betas: tuple[float, float] = param((0.95, 0.999), help="Adam betas, each in [0, 1)", validator=_betas)
+    eps: float = param(1e-8, help="Adam epsilon", validator=[at_least(0.0), finite()])
+    weight_decay: float = param(5e-7, help="weight decay", validator=[at_least(0.0), finite()])
+    head_lr_scale: float = param(1.0, help="learning-rate multiplier for new heads (FT uses 100)", validator=[at_least(0.0), finite()])
     head_prefixes: list[str] = param(factory=lambda: ["head."], help="parameter-name prefixes that get head_lr_scale")
     no_decay_norm_bias: bool = param(False, help="exclude norms, biases and 1-d params from weight decay")
 
@@ -59,7 +65,7 @@ class ScheduleConfig:
     warmup_steps: int = param(0, help="linear warmup steps (cosine)", validator=at_least(0))
     warmup_fraction: float | None = param(None, help="warmup as a fraction of all steps (Sync: 0.1); overrides warmup_steps", validator=in_range(0.0, 1.0))
     warmup_start_factor: float = param(0.0, help="warmup starts at lr * this factor", validator=in_range(0.0, 1.0))
-    min_lr: float = param(0.0, help="final learning rate (cosine)", validator=at_least(0.0))
+    min_lr: float = param(0.0, help="final learning rate (cosine)", validator=[at_least(0.0), finite()])
     min_lr_ratio: float | None = param(None, help="final learning rate as a fraction of lr (Sync: 0.1); overrides min_lr", validator=in_range(0.0, 1.0))
     decay_start: int = param(10, help="first epoch milestone (step)", validator=at_least(0))
     decay_every: int = param(5, help="epochs between milestones (step)", validator=at_least(1))
@@ -92,7 +98,7 @@ class TrainerConfig:
     cpu_threads: int | None = param(None, help="intra-op threads when training on CPU (default: torch's choice); 1 suits small models on busy machines", validator=at_least(1))
     precision: Literal["fp32", "bf16", "fp16"] = param("fp32", help="autocast precision (fp16 adds a gradient scaler)")
     grad_accum: int = param(1, help="micro-batches per optimiser step", validator=at_least(1))
-    clip_grad: float | None = param(None, help="clip the gradient norm to this value", validator=at_least(0.0))
+    clip_grad: float | None = param(None, help="clip the gradient norm to this value (null: no clipping)", validator=[at_least(0.0), finite()])
     init: str | None = param(None, help="initialise the model from this checkpoint before training (IN-initial.pth, an official or cavkit checkpoint; expected differences such as a new head or resized position embeddings are allowed); unused when resuming")
     freeze_base: bool = param(False, help="train only the head parameters (linear probing)")
     balanced_sampling: bool = param(False, help="draw training clips with the dataset's class-balancing weights (with replacement)")

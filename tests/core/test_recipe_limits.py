@@ -116,3 +116,29 @@ def test_recipe_error_lists_at_most_twenty_problems():
     assert lines[0] == "r.yaml: 30 problems in recipe" and lines[-1] == "  ... and 10 more"
     assert len(lines) == 22 and max(len(line) for line in lines) < 340
     assert len(error.problems) == 30
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.optimizer.lr=.nan", "trainer.optimizer.lr: must be >= 0.0, got nan"),
+        ("trainer.optimizer.lr=.inf", "trainer.optimizer.lr: must be a finite number, got inf"),
+        ("trainer.optimizer.weight_decay=.inf", "trainer.optimizer.weight_decay: must be a finite number, got inf"),
+        ("trainer.clip_grad=.nan", "trainer.clip_grad: must be >= 0.0, got nan"),
+        ("trainer.schedule.min_lr=.inf", "trainer.schedule.min_lr: must be a finite number, got inf"),
+        ("trainer.optimizer.betas=[0.9, 1.0]", "trainer.optimizer.betas: each beta must be in [0, 1), got (0.9, 1.0)"),
+        ("trainer.optimizer.betas=[-0.1, 0.999]", "trainer.optimizer.betas: each beta must be in [0, 1), got (-0.1, 0.999)"),
+        ("objectives.0.weight=.nan", "objectives.0.weight: must be a finite number >= 0, got nan"),
+        ("objectives.0.weight=.inf", "objectives.0.weight: must be a finite number >= 0, got inf"),
+    ],
+)
+def test_recipe_check_refuses_non_finite_and_out_of_range_numbers(tmp_path, override, message):
+    from cavkit.testing import run_cli
+
+    path = tmp_path / "r.yaml"
+    path.write_text(HEADER + "objectives: [{type: mae, weight: 1.0}]\n")
+    assert run_cli(["recipe", "check", str(path)]).exit_code == 0
+    result = run_cli(["recipe", "check", str(path), "--set", override])
+    assert result.exit_code == 2
+    assert f"  - {message}" in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
