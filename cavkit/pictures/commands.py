@@ -23,6 +23,7 @@ from cavkit.cli_options import (
 )
 from cavkit.devices import autocast_dtype, resolve_device
 from cavkit.errors import UsageError
+from cavkit.plugins import get_plugin_host
 
 _CLIPS = click.option(
     "--clip",
@@ -61,7 +62,12 @@ def _dataset(model, datafile, dataset_type, data_params, mode):
     if datafile is None and dataset_type is None:
         raise UsageError("give the clips: --datafile FILE.json (or --dataset-type NAME with --data KEY=VALUE)")
     return open_dataset(
-        model, datafile=datafile, dataset_type=dataset_type, data_params=key_values(data_params, "--data"), mode=mode
+        model,
+        host=get_plugin_host(),
+        datafile=datafile,
+        dataset_type=dataset_type,
+        data_params=key_values(data_params, "--data"),
+        mode=mode,
     )
 
 
@@ -138,6 +144,8 @@ def inpaint_command(
     dataset = _dataset(model, datafile, dataset_type, data_params, mode="eval")
     items = select_items(dataset, clip_ids, num_clips)
     audio_ratios = [_ratio(r) for r in ratios]
+    host = get_plugin_host()
+    registry = {"registry": host.registry, "failed_plugins": host.failed_names()}
     for item in items:
         stem = safe_file_stem(item.get("clip_id", "clip"))
         audio = torch.as_tensor(item["audio"])[None].to(dev)
@@ -150,8 +158,8 @@ def inpaint_command(
                     model,
                     audio,
                     image,
-                    audio_masker=build_masker(mode, ra),
-                    visual_masker=build_masker("unstructured", rv),
+                    audio_masker=build_masker(mode, ra, **registry),
+                    visual_masker=build_masker("unstructured", rv, **registry),
                 )
                 mse_a, mse_v = masked_mse(result)
                 name = f"{stem}_{mode}_a{ra:g}_v{rv:g}"

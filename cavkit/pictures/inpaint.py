@@ -132,13 +132,14 @@ def inpainting_figure(result: Inpainting, index: int, title: str = "") -> bytes:
 
 
 # -- running a model --------------------------------------------------------------------------------
-def build_masker(mode: str, ratio: float) -> Any:
-    """A registered ``masker`` component (``unstructured``, ``time``, ``freq``, ``time_freq``, or a plugin's)."""
-    from cavkit.errors import UsageError
-    from cavkit.plugins import get_plugin_host
+def build_masker(mode: str, ratio: float, *, registry: Any, failed_plugins: list[str] | None = None) -> Any:
+    """A ``masker`` component of ``registry`` (``unstructured``, ``time``, ``freq``, ``time_freq``, or a plugin's).
 
-    host = get_plugin_host()
-    spec = host.registry.get("masker", mode, failed_plugins=host.failed_names())
+    :param failed_plugins: names of plugins that failed to load (named when ``mode`` is unknown).
+    """
+    from cavkit.errors import UsageError
+
+    spec = registry.get("masker", mode, failed_plugins=failed_plugins or [])
     try:
         config = spec.config_class()(ratio=ratio)
     except (TypeError, ValueError) as exc:

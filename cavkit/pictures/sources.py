@@ -7,11 +7,14 @@ picture command accepts the same data options as ``cavkit eval``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from cavkit.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cavkit.plugins import PluginHost
 
 
 def recipe_norm_pix(recipe_text: str | None) -> bool | str | None:
@@ -74,16 +77,6 @@ def require_pixel_targets(uri: str, declared: bool) -> str:
     return "recipe: mae objective with norm_pix_loss false"
 
 
-def is_sync_model(model: Any) -> bool:
-    """Whether a model is CAV-MAE Sync (pairs each frame with its audio segment): by the recipe node
-    :func:`cavkit.api.load_model` attaches, else by its global tokens."""
-    node = getattr(model, "cavkit_node", None)
-    if node is not None and getattr(node, "type", None) in ("cav_mae_sync", "cav_mae"):
-        return node.type == "cav_mae_sync"
-    encoder = getattr(model, "encoder", None)
-    return getattr(encoder, "cls_token_a", None) is not None
-
-
 def load_picture_model(checkpoint: str, device: Any, overrides: tuple[str, ...] = ()) -> Any:
     """A model in eval mode on ``device`` (any checkpoint :func:`cavkit.api.load_model` reads).
 
@@ -95,20 +88,21 @@ def load_picture_model(checkpoint: str, device: Any, overrides: tuple[str, ...] 
 
 
 def open_dataset(
-    model: Any, *, datafile: str | None, dataset_type: str | None, data_params: dict[str, Any], mode: str
+    model: Any,
+    *,
+    host: "PluginHost",
+    datafile: str | None,
+    dataset_type: str | None,
+    data_params: dict[str, Any],
+    mode: str,
 ) -> Any:
-    """The clips to draw, as the evaluation commands build them (``mode``: ``eval`` or ``retrieval``)."""
-    from cavkit.evaluation.commands import build_eval_dataset
+    """The clips to draw, as the evaluation commands build them (``mode``: ``eval`` or ``retrieval``);
+    a bare ``--datafile`` is read by the dataset that fits the model's declared inputs."""
+    from cavkit.evaluation.sources import DataSource, build_eval_dataset
+    from cavkit.models.inputs import input_spec_of
 
-    return build_eval_dataset(
-        node_data=None,
-        datafile=datafile,
-        dataset_type=dataset_type,
-        data_params=data_params,
-        mode=mode,
-        sync=is_sync_model(model),
-        role="pictures",
-    )
+    source = DataSource(datafile=datafile, dataset_type=dataset_type, params=data_params)
+    return build_eval_dataset(source, host=host, mode=mode, inputs=input_spec_of(model), role="pictures")
 
 
 def _clip_id_lookup(dataset: Any):

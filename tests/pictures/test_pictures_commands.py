@@ -73,6 +73,9 @@ def test_inpaint_arrays_match_a_direct_model_call(tiny_weights, tmp_path):
     from cavkit.data.configs import SyntheticDataConfig
     from cavkit.data.synthetic import SyntheticDataset
     from cavkit.pictures.inpaint import build_masker, inpaint
+    from cavkit.plugins import get_plugin_host
+
+    registry = get_plugin_host().registry
 
     out = tmp_path / "one"
     _run(
@@ -98,8 +101,8 @@ def test_inpaint_arrays_match_a_direct_model_call(tiny_weights, tmp_path):
         model,
         item["audio"][None],
         item["image"][None],
-        audio_masker=build_masker("unstructured", 0.75),
-        visual_masker=build_masker("unstructured", 0.75),
+        audio_masker=build_masker("unstructured", 0.75, registry=registry),
+        visual_masker=build_masker("unstructured", 0.75, registry=registry),
     )
     np.testing.assert_allclose(saved["image_pasted"], result.image_pasted[0].numpy(), atol=1e-6)
     np.testing.assert_allclose(saved["fbank_mask"], result.fbank_mask[0].numpy())
