@@ -43,6 +43,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cavkit.default_plugins.data",
     "cavkit.default_plugins.evaluation",
     "cavkit.default_plugins.training",
+    "cavkit.default_plugins.verify",
     "cavkit.default_plugins.checkpoints",
     "cavkit.default_plugins.pictures",
     "cavkit.default_plugins.weights",
