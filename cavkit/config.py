@@ -45,8 +45,9 @@ def component(kind: str, *, default: Any = attrs.NOTHING, default_type: str | No
 
     With ``default_type``, a recipe may leave the slot out (the named component is built with its
     defaults) or give a node without ``type:`` (``encoder: {depth: 4}`` overrides one parameter of
-    the default component). The attrs default is then ``None`` unless ``default`` says otherwise;
-    the owner builds ``default_type`` when it receives ``None``.
+    the default component). Validation (:func:`structure`) fills the default node in, also for an
+    explicit ``null``, so a validated config never holds ``None`` in such a slot; the attrs default
+    is ``None`` only for configs built by hand, which :func:`cavkit.models.slots.build_slot` refuses.
     """
     if default_type is not None and default is attrs.NOTHING:
         default = None
@@ -207,6 +208,8 @@ class _Structurer:
                 kwargs[name] = self.node_list(kind, value, sub, field.metadata.get("weighted", False))
             elif kind:
                 default_type = field.metadata.get("default_type")
+                if value is None and default_type is not None:  # null: the default part, resolved here
+                    value = {"type": default_type}
                 if isinstance(value, dict) and "type" not in value and default_type is not None:
                     value = {"type": default_type, **value}
                 kwargs[name] = None if value is None else self.node(kind, value, sub)

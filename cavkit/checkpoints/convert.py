@@ -20,6 +20,7 @@ from cavkit.checkpoints.load import CAVKIT_FORMAT, load_model, read_checkpoint
 from cavkit.config import unstructure
 from cavkit.errors import UsageError
 from cavkit.io import write_bytes_atomic
+from cavkit.models.inputs import input_metadata
 
 
 def model_recipe_text(model: torch.nn.Module) -> str:
@@ -35,7 +36,8 @@ def cavkit_bytes(model: torch.nn.Module) -> tuple[bytes, str]:
 
     recipe = model_recipe_text(model)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return save(tensors, metadata={"format": CAVKIT_FORMAT, "recipe": recipe}), recipe
+    metadata = {"format": CAVKIT_FORMAT, "recipe": recipe, **input_metadata(model)}
+    return save(tensors, metadata=metadata), recipe
 
 
 def upstream_state_dict(model: torch.nn.Module, *, prefix: str = K.DATAPARALLEL_PREFIX) -> dict[str, torch.Tensor]:
