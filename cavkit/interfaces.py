@@ -224,6 +224,11 @@ class Masker(Protocol):
     the time columns (frequency rows) of sample ``i`` by the noise of its first grid row (column)
     and force the highest-ranked lines out by setting their noise to 1.1. Without ``noise`` the
     masker draws ``U[0,1)`` noise itself and proceeds the same way.
+
+    The kept count may vary per optimiser step (multi-ratio masking): a masker with a method
+    ``set_training_step(*, seed, step)`` is told each step before its forward passes
+    (:func:`cavkit.models.maskers.announce_training_step`) and must derive the step's ratio from
+    ``(seed, step)`` alone, so that every rank and a resumed run keep the same count.
     """
 
     def __call__(self, tokens: Tensor, noise: Tensor | None, *, grid: tuple[int, int] | None = None) -> Masked:

@@ -38,7 +38,17 @@ class ImagePatchConfig:
 class MaskerConfig:
     """Random masking at a ratio; tokens with the lowest noise are kept (spec §2.2)."""
 
-    ratio: float = param(0.75, help="fraction of tokens removed", validator=in_range(0.0, 0.999))
+    ratio: float = param(
+        0.75,
+        help="fraction of tokens removed (eval mode, or every step without multi_ratio_masking)",
+        validator=in_range(0.0, 0.999),
+    )
+    multi_ratio_masking: bool = param(
+        False, help="Sync option: in training draw each step's ratio uniformly from ratio_range, from (seed, step)"
+    )
+    ratio_range: tuple[float, float] = param(
+        (0.6, 0.9), help="[low, high] of multi_ratio_masking (published U(0.6, 0.9))"
+    )
 
 
 # -- encoder / decoder ---------------------------------------------------------------------------

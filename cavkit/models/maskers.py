@@ -8,10 +8,19 @@ noise from torch's RNG. Structured maskers then force whole time columns and/or 
 by setting their noise to 1.1, choosing the lines from the noise itself (:func:`force_lines`), for
 any grid (upstream only supports the 8x64 grid of T=1024, spec §10.25). Every sample keeps ``int(L·(1-ratio))``
 tokens, which the decoder relies on.
+
+Multi-ratio masking (published Sync option ``multi_ratio_masking``, spec §5.1.6): in training mode
+the ratio of each step is drawn uniformly from ``ratio_range`` (upstream U(0.6, 0.9)). The trainer
+announces every optimiser step through :func:`announce_training_step`, and the ratio is then a pure
+function of ``(seed, step)`` (:func:`step_ratio`): the same on every rank, for every micro-batch of
+the step, for both modalities, and after a resume. Upstream re-seeded its generator with 0 on every
+call outside torch.distributed, so its "random" ratio was constant (quirk 25; fixed). Outside a
+trainer (no step announced) the ratio is drawn per call from torch's RNG; in eval mode ``ratio`` is used.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,6 +28,7 @@ from cavkit.errors import UsageError
 from cavkit.interfaces import Masked
 
 FORCED = 1.1
+_RATIO_SALT = 0x5EED_4A71
 
 
 def mask_with_noise(tokens: torch.Tensor, noise: torch.Tensor, ratio: float) -> Masked:
@@ -37,24 +47,63 @@ def mask_with_noise(tokens: torch.Tensor, noise: torch.Tensor, ratio: float) -> 
     return Masked(kept=kept, mask=mask, ids_restore=ids_restore)
 
 
-class UnstructuredMasker(nn.Module):
-    """Uniformly random masking at ``ratio``."""
+def step_ratio(seed: int, step: int, ratio_range: tuple[float, float]) -> float:
+    """The masking ratio of optimiser ``step`` (0-based): uniform in ``ratio_range``, a pure function of ``(seed, step)``."""
+    low, high = ratio_range
+    u = np.random.default_rng([seed % 2**63, step, _RATIO_SALT]).random()
+    return float(low + (high - low) * u)
 
-    def __init__(self, ratio: float = 0.75):
+
+def announce_training_step(model: nn.Module, *, seed: int, step: int) -> None:
+    """Tell every part of ``model`` that has ``set_training_step`` which optimiser step comes next.
+
+    The trainer calls this before each step's forward passes (multi-ratio maskers fix their ratio).
+    """
+    for module in model.modules():
+        hook = getattr(module, "set_training_step", None)
+        if callable(hook):
+            hook(seed=seed, step=step)
+
+
+class UnstructuredMasker(nn.Module):
+    """Uniformly random masking at ``ratio``, or at a per-step ratio drawn from ``ratio_range`` (module docstring)."""
+
+    def __init__(self, ratio: float = 0.75, *, ratio_range: tuple[float, float] | None = None):
         super().__init__()
-        if not 0.0 <= ratio < 1.0:
-            raise UsageError(f"masking ratio must be in [0, 1), got {ratio}")
+        for value in (ratio, *(ratio_range or ())):
+            if not 0.0 <= value < 1.0:
+                raise UsageError(f"masking ratio must be in [0, 1), got {value}")
+        if ratio_range is not None and ratio_range[0] > ratio_range[1]:
+            raise UsageError(f"masking ratio_range must be [low, high] with low <= high, got {list(ratio_range)}")
         self.ratio = ratio
+        self.ratio_range = tuple(ratio_range) if ratio_range is not None else None
+        self._announced: float | None = None
+
+    def set_training_step(self, *, seed: int, step: int) -> None:
+        """Fix the ratio of the coming step from ``(seed, step)`` (multi-ratio masking only)."""
+        if self.ratio_range is not None:
+            self._announced = step_ratio(seed, step, self.ratio_range)
+
+    def current_ratio(self) -> float:
+        """The ratio of this forward: ``ratio`` in eval mode or without ``ratio_range``; else the announced
+        step's ratio, or (no step announced) a draw from torch's RNG."""
+        if self.ratio_range is None or not self.training:
+            return self.ratio
+        if self._announced is not None:
+            return self._announced
+        low, high = self.ratio_range
+        return low + (high - low) * float(torch.rand(()))
 
     def forward(
         self, tokens: torch.Tensor, noise: torch.Tensor | None = None, *, grid: tuple[int, int] | None = None
     ) -> Masked:
         if noise is None:
             noise = torch.rand(tokens.shape[0], tokens.shape[1], device=tokens.device)
-        return mask_with_noise(tokens, noise.to(tokens.device), self.ratio)
+        return mask_with_noise(tokens, noise.to(tokens.device), self.current_ratio())
 
     def extra_repr(self) -> str:
-        return f"ratio={self.ratio}"
+        extra = f", ratio_range={list(self.ratio_range)}" if self.ratio_range is not None else ""
+        return f"ratio={self.ratio}{extra}"
 
 
 def force_lines(noise: torch.Tensor, grid: tuple[int, int], n_rows: int, n_cols: int) -> torch.Tensor:
@@ -79,9 +128,12 @@ def force_lines(noise: torch.Tensor, grid: tuple[int, int], n_rows: int, n_cols:
 
 
 class _StructuredMasker(UnstructuredMasker):
-    def forced_lines(self, rows: int, cols: int) -> tuple[int, int]:
-        """``(frequency rows, time columns)`` removed whole."""
+    def forced_lines(self, rows: int, cols: int, ratio: float | None = None) -> tuple[int, int]:
+        """``(frequency rows, time columns)`` removed whole at ``ratio`` (default: :attr:`ratio`)."""
         raise NotImplementedError
+
+    def _or_fixed(self, ratio: float | None) -> float:
+        return self.ratio if ratio is None else ratio
 
     def forward(
         self, tokens: torch.Tensor, noise: torch.Tensor | None = None, *, grid: tuple[int, int] | None = None
@@ -96,42 +148,48 @@ class _StructuredMasker(UnstructuredMasker):
             noise = torch.rand(b, length, device=tokens.device)
         if noise.shape != (b, length):
             raise UsageError(f"masking noise has shape {list(noise.shape)}, expected [{b}, {length}] (batch, tokens)")
-        noise = force_lines(noise.to(tokens.device), grid, *self.forced_lines(*grid))
-        return mask_with_noise(tokens, noise, self.ratio)
+        ratio = self.current_ratio()
+        noise = force_lines(noise.to(tokens.device), grid, *self.forced_lines(*grid, ratio))
+        return mask_with_noise(tokens, noise, ratio)
 
 
 class TimeMasker(_StructuredMasker):
     """Removes ``int(cols·ratio)`` whole time columns (audio only)."""
 
-    def forced_lines(self, rows: int, cols: int) -> tuple[int, int]:
-        return 0, int(cols * self.ratio)
+    def forced_lines(self, rows: int, cols: int, ratio: float | None = None) -> tuple[int, int]:
+        return 0, int(cols * self._or_fixed(ratio))
 
 
 class FreqMasker(_StructuredMasker):
     """Removes ``int(rows·ratio)`` whole frequency rows (audio only)."""
 
-    def forced_lines(self, rows: int, cols: int) -> tuple[int, int]:
-        return int(rows * self.ratio), 0
+    def forced_lines(self, rows: int, cols: int, ratio: float | None = None) -> tuple[int, int]:
+        return int(rows * self._or_fixed(ratio)), 0
 
 
 class TimeFreqMasker(_StructuredMasker):
     """Forces ``int(cols·ratio·0.7)`` columns and ``int(rows·ratio·0.7)`` rows out, as upstream ``tf``."""
 
-    def forced_lines(self, rows: int, cols: int) -> tuple[int, int]:
-        return int(rows * self.ratio * 0.7), int(cols * self.ratio * 0.7)
+    def forced_lines(self, rows: int, cols: int, ratio: float | None = None) -> tuple[int, int]:
+        r = self._or_fixed(ratio)
+        return int(rows * r * 0.7), int(cols * r * 0.7)
+
+
+def _ratio_range(config) -> tuple[float, float] | None:
+    return tuple(config.ratio_range) if config.multi_ratio_masking else None
 
 
 def build_unstructured(config) -> UnstructuredMasker:
-    return UnstructuredMasker(config.ratio)
+    return UnstructuredMasker(config.ratio, ratio_range=_ratio_range(config))
 
 
 def build_time(config) -> TimeMasker:
-    return TimeMasker(config.ratio)
+    return TimeMasker(config.ratio, ratio_range=_ratio_range(config))
 
 
 def build_freq(config) -> FreqMasker:
-    return FreqMasker(config.ratio)
+    return FreqMasker(config.ratio, ratio_range=_ratio_range(config))
 
 
 def build_time_freq(config) -> TimeFreqMasker:
-    return TimeFreqMasker(config.ratio)
+    return TimeFreqMasker(config.ratio, ratio_range=_ratio_range(config))

@@ -28,7 +28,9 @@ def keepreg_fixtures() -> list[str]:
         ctor = json.loads(path.read_text()).get("constructor", {})
         if ctor.get("keep_register_tokens") and path.with_suffix(".safetensors").exists():
             names.append(path.stem)
-    return names or [pytest.param("sync_tiny_keepreg", marks=pytest.mark.skip(reason=f"no keep-register fixture in {FIXTURES}"))]
+    return names or [
+        pytest.param("sync_tiny_keepreg", marks=pytest.mark.skip(reason=f"no keep-register fixture in {FIXTURES}"))
+    ]
 
 
 def _load(tmp_path, name: str, slicing: str):
@@ -51,7 +53,9 @@ def test_published_slicing_reproduces_the_fixture(tmp_path, name):
     model, t = _load(tmp_path, name, "published")
     meta = fixture_meta(name)
     with torch.no_grad():
-        out = model(t["input.audio"], t["input.image"], noise_audio=t["noise.train.audio"], noise_visual=t["noise.train.image"])
+        out = model(
+            t["input.audio"], t["input.image"], noise_audio=t["noise.train.audio"], noise_visual=t["noise.train.image"]
+        )
     assert torch.equal(out.mask_audio, t["out.train.mask_a"])
     assert torch.equal(out.mask_visual, t["out.train.mask_v"])
     mae = MAELoss(norm_pix_loss=meta["constructor"].get("norm_pix_loss", False))({}, out)
