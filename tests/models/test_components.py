@@ -107,7 +107,12 @@ def test_model_type_alone_gives_the_released_configurations():
         "mlp_ratio": 4.0,
         "attn_impl": "sdpa",
     }
-    assert sync["audio_masker"] == {"type": "unstructured", "ratio": 0.75}
+    assert sync["audio_masker"] == {
+        "type": "unstructured",
+        "ratio": 0.75,
+        "multi_ratio_masking": False,  # released: one fixed ratio (spec §4.5)
+        "ratio_range": [0.6, 0.9],
+    }
     cav = unstructure(build_model_node({"type": "cav_mae"}))
     assert cav["audio_length"] == 1024 and cav["encoder"]["type"] == "cav_mae_encoder"
     assert cav["encoder"]["global_tokens"] is False and cav["encoder"]["num_register_tokens"] == 0
