@@ -38,7 +38,8 @@ def cavkit_register_components(registry: "PluginRegistrar") -> None:
         ``"module:attr"`` reference called as ``factory(config, **context)``, and ``config`` is an
         attrs class (or a lazy ``"module:attr"`` reference to one) declaring the component's
         parameters. ``registry.plugin`` is the name components are qualified with
-        (``<plugin>/<name>``) and ``registry.api_version`` the plugin-API version.
+        (``<plugin>/<name>``). A third-party plugin's lazy references are checked here without
+        importing them: a misspelt module or attribute fails the plugin's registration.
 
     Use lazy string references so that ``cavkit --help`` and ``cavkit components`` stay fast and
     never import torch. A name that a built-in already uses is refused; the plugin's registrations

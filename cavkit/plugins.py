@@ -69,7 +69,7 @@ class PluginFailure:
     name: str
     dist: str
     version: str
-    stage: str  # "import" or "register"
+    stage: str  # "import", "register" or "add commands"
     error: str
 
     def __str__(self) -> str:
@@ -165,16 +165,17 @@ def build_plugin_host(
         """Register one third-party plugin; on any problem unregister it and record a failure."""
         try:
             pm.register(obj, name=info.name)
-            unknown = _unknown_hooks(pm, obj)
-            if unknown:
-                raise PluginLoadError(
-                    f"unknown hook(s) {', '.join(unknown)}; cavkit's hooks are "
-                    f"{', '.join(sorted(n for n in dir(pm.hook) if n.startswith('cavkit_')))}"
-                )
-        except Exception as exc:
+        except Exception as exc:  # e.g. a hook implementation whose arguments match no hookspec
             if pm.has_plugin(info.name):
                 pm.unregister(name=info.name)
-            record_failure(PluginFailure(info.name, info.dist, info.version, "import", _describe(exc)), exc)
+            record_failure(PluginFailure(info.name, info.dist, info.version, "register", _describe(exc)), exc)
+            return
+        unknown = _unknown_hooks(pm, obj)
+        if unknown:
+            pm.unregister(name=info.name)
+            valid = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("cavkit_")))
+            problem = f"unknown hook(s) {', '.join(unknown)}; cavkit's hooks are {valid}"
+            record_failure(PluginFailure(info.name, info.dist, info.version, "register", problem), None)
             return
         host.plugins.append(info)
 
@@ -230,9 +231,9 @@ def build_plugin_host(
             # A broken built-in module is contained like a third-party plugin (the rest of cavkit
             # keeps working and `cavkit plugins` shows it); strict mode makes it fatal.
             if info.builtin:
-                host.registry.remove_source(info.name)
+                host.registry.remove(source=info.name)
             else:
-                host.registry.remove_plugin(scope)
+                host.registry.remove(plugin=scope)
             host.plugins.remove(info)
             pm.unregister(name=impl.plugin_name)
             record_failure(PluginFailure(info.name, info.dist, info.version, "register", _describe(exc)), exc)

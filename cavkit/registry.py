@@ -3,7 +3,9 @@
 Plugins (built-in ones included) fill it through the ``cavkit_register_components`` hook with a
 :class:`PluginRegistrar`, a view that stamps every registration with the plugin's name. Factories
 and config classes may be lazy ``"module:attr"`` strings, resolved on first use, so listing
-components never imports torch.
+components never imports torch. A third-party plugin's references are checked when it registers,
+without importing them (:func:`check_lazy_ref`): a misspelt module or attribute makes the plugin
+fail to load, reported by ``cavkit plugins``, instead of surfacing as a traceback in ``train``.
 
 Name rules:
 
@@ -17,9 +19,12 @@ Name rules:
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
+import importlib.util
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +73,57 @@ def resolve_ref(ref: Any) -> Any:
     return obj
 
 
+def _top_level_names(path: str) -> set[str] | None:
+    """Names a module's source defines or imports at top level; ``None`` if a module ``__getattr__``
+    (or unreadable source) means they cannot be known without importing it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            if any(alias.name == "*" for alias in node.names):
+                return None
+            names.update((alias.asname or alias.name).partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.If | ast.Try):
+            return None  # conditional definitions: do not guess
+    return None if "__getattr__" in names else names
+
+
+def check_lazy_ref(ref: str) -> str | None:
+    """Why lazy reference ``"package.module:attr"`` cannot resolve, or ``None`` if it looks fine.
+
+    Checked without importing the module itself (its parent packages are imported to locate it),
+    so a registration stays cheap and torch-free: the module must exist and its source must define
+    or import ``attr`` at top level.
+    """
+    module_name, _, attr_path = ref.partition(":")
+    first = attr_path.partition(".")[0]
+    if module_name in sys.modules:
+        return None if hasattr(sys.modules[module_name], first) else f"module {module_name!r} has no attribute {first!r}"
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError) as exc:
+        return f"module {module_name!r} cannot be found ({type(exc).__name__}: {exc})"
+    if spec is None:
+        return f"no module named {module_name!r}"
+    if not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    names = _top_level_names(spec.origin)
+    if names is None or first in names:
+        return None
+    close = difflib.get_close_matches(first, sorted(n for n in names if not n.startswith("_")), n=1, cutoff=0.6)
+    hint = f"; did you mean {module_name}:{close[0]}?" if close else ""
+    return f"module {module_name!r} defines no {first!r}{hint}"
+
+
 @attrs.frozen
 class ComponentSpec:
     """One registered component.
@@ -102,7 +158,18 @@ class ComponentSpec:
         return cls
 
     def factory_callable(self) -> Callable[..., Any]:
-        return resolve_ref(self.factory)
+        """The factory, imported if it is a lazy reference.
+
+        :raises RegistrationError: naming the component and its plugin when the reference does not
+            resolve (a broken plugin is a clean error, not a traceback).
+        """
+        try:
+            return resolve_ref(self.factory)
+        except (ImportError, AttributeError) as exc:
+            raise RegistrationError(
+                f"{self.kind} {self.qualified_id!r}: its factory {self.factory!r} cannot be imported "
+                f"({type(exc).__name__}: {exc}); the plugin {self.plugin!r} is broken or incompletely installed"
+            ) from exc
 
     def build(self, config: Any, **context: Any) -> Any:
         """Call the factory with a validated config instance (and optional runtime context)."""
@@ -156,19 +223,11 @@ class ComponentRegistry:
                 )
         existing.append(spec)
 
-    def remove_plugin(self, plugin: str) -> None:
-        """Roll back every registration of ``plugin`` (used when its hook fails part-way)."""
+    def remove(self, *, plugin: str | None = None, source: str | None = None) -> None:
+        """Roll back every registration of ``plugin``, or made by hook implementation ``source``
+        (one built-in module), when that hook fails part-way."""
         for key in list(self._specs):
-            kept = [s for s in self._specs[key] if s.plugin != plugin]
-            if kept:
-                self._specs[key] = kept
-            else:
-                del self._specs[key]
-
-    def remove_source(self, source: str) -> None:
-        """Roll back every registration made by one hook implementation (one built-in module)."""
-        for key in list(self._specs):
-            kept = [s for s in self._specs[key] if s.source != source]
+            kept = [s for s in self._specs[key] if not (s.plugin == plugin or s.source == source)]
             if kept:
                 self._specs[key] = kept
             else:
@@ -225,8 +284,6 @@ class PluginRegistrar:
     registry: ComponentRegistry
     plugin: str
     source: str = ""
-    #: The plugin API version; bumped when methods are added here.
-    api_version: int = 1
 
     def add(
         self,
@@ -245,5 +302,12 @@ class PluginRegistrar:
         :param config: attrs class of parameters (defaults, validators, ``help`` metadata), or a
             ``"module:attr"`` reference to one. Keep config modules free of torch imports.
         :param summary: one line for ``cavkit components``.
+        :raises RegistrationError: for an invalid registration, including (third-party plugins) a
+            lazy reference whose module or attribute does not exist.
         """
+        if self.plugin != BUILTIN:  # built-ins are covered by cavkit's conformance tests
+            for what, ref in (("factory", factory), ("config", config)):
+                problem = check_lazy_ref(ref) if isinstance(ref, str) and ":" in ref else None
+                if problem:
+                    raise RegistrationError(f"{kind} {name!r}: {what} {ref!r} does not resolve: {problem}")
         self.registry._add(ComponentSpec(kind, name, self.plugin, factory, config, summary, self.source or self.plugin))

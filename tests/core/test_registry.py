@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import attrs
 import pytest
 
 from cavkit.config import param
 from cavkit.errors import AmbiguousComponentError, RegistrationError, UnknownComponentError
-from cavkit.registry import BUILTIN, KINDS, ComponentRegistry, resolve_ref
+from cavkit.registry import BUILTIN, KINDS, ComponentRegistry, ComponentSpec, resolve_ref
 
 
 @attrs.frozen(kw_only=True)
@@ -114,11 +116,45 @@ def test_invalid_registrations_are_refused(kind, name, factory_ref, config_ref, 
 
 def test_lazy_references_resolve_on_first_use():
     reg = ComponentRegistry()
-    reg.scoped("cavkit-x").add("objective", "lazy", "tests_core_helpers_missing:make", "cavkit.recipe.schema:TrainerConfig")
+    reg.scoped("cavkit-x").add("objective", "lazy", "cavkit.errors:UsageError", "cavkit.recipe.schema:TrainerConfig")
     spec = reg.get("objective", "lazy")
     assert spec.config_class().__name__ == "TrainerConfig"
-    with pytest.raises(ModuleNotFoundError):
-        spec.factory_callable()
+    assert spec.factory_callable().__name__ == "UsageError"
+
+
+@pytest.fixture()
+def lazy_module(tmp_path, monkeypatch):
+    """An importable module that no test has imported yet (so it is checked from its source)."""
+    (tmp_path / "lazy_parts_for_test.py").write_text(
+        "import torch\nfrom os import path as ospath\n\ndef build_thing(config):\n    return config\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "lazy_parts_for_test"
+    sys.modules.pop("lazy_parts_for_test", None)
+
+
+@pytest.mark.parametrize(("ref", "match"), [
+    ("lazy_parts_for_tset:build_thing", "no module named 'lazy_parts_for_tset'"),
+    ("lazy_parts_for_test:build_thng", "module 'lazy_parts_for_test' defines no 'build_thng'; did you mean lazy_parts_for_test:build_thing"),
+])
+def test_a_plugin_reference_that_cannot_resolve_is_refused_at_registration(lazy_module, ref, match):
+    with pytest.raises(RegistrationError, match=f"objective 'x': factory '{ref}' does not resolve: {match}"):
+        ComponentRegistry().scoped("cavkit-x").add("objective", "x", ref, Cfg)
+    assert "lazy_parts_for_test" not in sys.modules  # checked from the source, never imported
+
+
+def test_a_good_plugin_reference_is_accepted_without_importing_it(lazy_module):
+    reg = ComponentRegistry()
+    reg.scoped("cavkit-x").add("objective", "x", "lazy_parts_for_test:build_thing", Cfg)
+    reg.scoped("cavkit-x").add("objective", "y", "lazy_parts_for_test:ospath", Cfg)  # imported names count
+    assert "lazy_parts_for_test" not in sys.modules
+    assert reg.get("objective", "x").factory_callable()(1) == 1
+
+
+def test_a_reference_that_breaks_later_is_a_clean_error_when_built():
+    spec = ComponentSpec("objective", "gone", BUILTIN, "cavkit.errors:NoSuchFactory", Cfg)
+    with pytest.raises(RegistrationError, match="objective 'cavkit/gone': its factory 'cavkit.errors:NoSuchFactory' "
+                                                "cannot be imported .*AttributeError"):
+        spec.build(Cfg())
     assert resolve_ref("cavkit.registry:ComponentRegistry.get") is ComponentRegistry.get
     with pytest.raises(RegistrationError):
         resolve_ref("cavkit.registry")
@@ -127,7 +163,7 @@ def test_lazy_references_resolve_on_first_use():
 def test_remove_plugin_rolls_back_only_that_plugin(registry):
     registry.scoped("cavkit-a").add("masker", "blocks", factory, Cfg)
     registry.scoped("cavkit-b").add("masker", "blocks", factory, Cfg)
-    registry.remove_plugin("cavkit-a")
+    registry.remove(plugin="cavkit-a")
     assert registry.get("masker", "blocks").plugin == "cavkit-b"
     assert registry.get("objective", "infonce").plugin == BUILTIN
 
