@@ -2,7 +2,8 @@
 
 Built-in commands register through the same ``cavkit_register_commands`` hook as third-party ones.
 Every :class:`~cavkit.errors.CavkitError` becomes one message on stderr and a non-zero exit
-(2 for bad input); ``--debug`` (or ``CAVKIT_DEBUG=1``) shows the traceback instead.
+(2 for bad input); ``--debug`` (or ``CAVKIT_DEBUG=1``) prints the traceback before that message and
+keeps the same exit code.
 This module must not import torch: ``cavkit --help`` stays fast.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from typing import TYPE_CHECKING
 
 import click
@@ -78,8 +80,8 @@ def main(argv: list[str] | None = None, *, host: "PluginHost | None" = None) -> 
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except CavkitError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback is added; the exit code stays the error's
+            traceback.print_exc()
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

@@ -90,6 +90,7 @@ def components_command(args: tuple[str, ...]) -> None:
         if args[0] not in KINDS:
             raise UsageError(f"unknown kind {args[0]!r}; kinds are: {', '.join(KINDS)}")
         kinds = (args[0],)
+    width = max([36, *(len(spec.qualified_id) + 2 for spec in host.registry.specs())])
     for kind in kinds:
         specs = host.registry.specs(kind)
         click.echo(f"{kind}:")
@@ -102,6 +103,6 @@ def components_command(args: tuple[str, ...]) -> None:
             summary = f"  {spec.summary}" if spec.summary else ""
             if counts[spec.name] > 1:
                 summary = f"  [ambiguous bare name: use {spec.qualified_id}]{summary}"
-            click.echo(f"    {spec.qualified_id:<36}{summary}")
+            click.echo(f"    {spec.qualified_id:<{width}}{summary}")
     for f in host.failures:
         click.echo(f"(plugin {f.name!r} failed to load: {f.error})")

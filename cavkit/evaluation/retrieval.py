@@ -235,14 +235,18 @@ def evaluate_many(
 
 
 def results_table(results: dict[str, dict[str, DirectionResult]]) -> str:
-    """A plain-text table: one row per (strategy, direction), recalls in percent."""
-    header = f"{'strategy':<16}{'direction':<16}{'R@1':>8}{'R@5':>8}{'R@10':>8}{'MedR':>8}{'MeanR':>9}{'N':>7}"
+    """A plain-text table: one row per (strategy, direction), recalls in percent.
+
+    The strategy column is as wide as the longest name (``plugin/name:key=value``) plus two spaces.
+    """
+    width = max([16, *(len(name) + 2 for name in results)])
+    header = f"{'strategy':<{width}}{'direction':<16}{'R@1':>8}{'R@5':>8}{'R@10':>8}{'MedR':>8}{'MeanR':>9}{'N':>7}"
     lines = [header, "-" * len(header)]
     for strategy_name, by_direction in results.items():
         for direction, res in by_direction.items():
             m = res.metrics
             lines.append(
-                f"{strategy_name:<16}{DIRECTION_LABELS[direction]:<16}"
+                f"{strategy_name:<{width}}{DIRECTION_LABELS[direction]:<16}"
                 f"{100 * m['R1']:>8.2f}{100 * m['R5']:>8.2f}{100 * m['R10']:>8.2f}"
                 f"{_fmt(m['MedR'], 8, '.1f')}{_fmt(m['MeanR'], 9, '.2f')}{m['queries']:>7d}"
             )

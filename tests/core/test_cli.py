@@ -138,3 +138,39 @@ def test_installed_example_plugin_is_discovered_through_its_entry_point():
     shown = subprocess.run([sys.executable, "-m", "cavkit", "components", "show", "retrieval_strategy",
                             "cavkit-example/smooth_max"], capture_output=True, text=True, cwd=REPO)
     assert shown.returncode == 0 and "temperature: float = 0.05" in shown.stdout
+
+
+@pytest.mark.parametrize("debug", [[], ["--debug"]])
+def test_debug_adds_the_traceback_but_keeps_the_exit_code(tmp_path, debug):
+    missing = str(tmp_path / "missing.yaml")
+    result = run_cli([*debug, "recipe", "check", missing])
+    assert result.exit_code == 2  # a usage error, with or without --debug
+    assert f"Error: {missing}" in result.stderr
+    assert ("Traceback" in result.stderr) == bool(debug)
+
+
+class _LongNamePlugin:
+    from cavkit import hookimpl
+
+    @hookimpl
+    def cavkit_register_components(self, registry):
+        registry.add(
+            "retrieval_strategy",
+            "a_strategy_whose_name_is_longer_than_the_column",
+            "cavkit.evaluation.strategies:build_pooled",
+            "cavkit.evaluation.configs:PooledConfig",
+            summary="its summary",
+        )
+
+
+def test_components_list_keeps_long_qualified_ids_apart_from_their_summary():
+    from cavkit.testing import plugin_host
+
+    result = run_cli(["components", "retrieval_strategy"], host=plugin_host(_LongNamePlugin()))
+    assert result.exit_code == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if "a_strategy_whose_name" in line]
+    qualified, summary = line.strip().split("  ", 1)
+    assert qualified.endswith("/a_strategy_whose_name_is_longer_than_the_column") and summary.strip() == "its summary"
+    rows = [row for row in result.stdout.splitlines()[1:] if row.startswith("    ")]
+    starts = {row.index(row.split(None, 1)[1], 4 + len(row.split()[0])) for row in rows}
+    assert len(rows) == 6 and len(starts) == 1  # one summary column for every strategy

@@ -156,3 +156,78 @@ def test_a_third_party_strategy_plugs_in_through_the_registry(features_file, tmp
     expected_r1 = float((s.argmax(dim=1) == torch.arange(40)).float().mean())
     assert data["first_frame"]["video"]["R1"] == pytest.approx(expected_r1)
     assert data["first_frame"] != data["diagonal_mean"]
+
+
+class _FramePickPlugin:
+    """A strategy with a parameter: compares one chosen frame (``frame``) of query and gallery."""
+
+    @staticmethod
+    def build(config, **context):
+        def frame_pick(query, gallery):
+            return query[:, config.frame] @ gallery[:, config.frame].T
+
+        return frame_pick
+
+    @hookimpl
+    def cavkit_register_components(self, registry):
+        import attrs
+
+        from cavkit.config import at_least, param
+
+        config = attrs.make_class(
+            "FramePickConfig", {"frame": param(0, help="frame index", validator=at_least(0))}, frozen=True, kw_only=True
+        )
+        registry.add("retrieval_strategy", "frame_pick_with_a_long_name", _FramePickPlugin.build, config)
+
+
+def _r1(scores: torch.Tensor) -> float:
+    return float((scores.argmax(dim=1) == torch.arange(scores.shape[0])).float().mean())
+
+
+def test_strategy_parameters_are_validated_and_applied(features_file, tmp_path):
+    from cavkit.testing import plugin_host
+
+    host = plugin_host(_FramePickPlugin())
+    out = tmp_path / "r.json"
+    name = "frame_pick_with_a_long_name"
+    args = ["eval", "retrieval", "--features", str(features_file), "--directions", "a2v", "--json", str(out)]
+    result = run_cli([*args, "--strategy", f"{name}:frame=2,{name}"], host=host)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(out.read_text())["results"]
+    f = Features.load(str(features_file))
+    assert data[f"{name}:frame=2"]["audio"]["R1"] == pytest.approx(_r1(f.audio[:, 2] @ f.visual[:, 2].T))
+    assert data[name]["audio"]["R1"] == pytest.approx(_r1(f.audio[:, 0] @ f.visual[:, 0].T))
+    assert data[name] != data[f"{name}:frame=2"]
+
+    # the long label gets its own column: every row's direction starts where the header's does
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("strategy"))
+    column = header.index("direction")
+    rows = [line for line in lines if "audio->visual" in line]
+    assert len(rows) == 2 and all(row.index("audio->visual") == column for row in rows)
+    assert all(row[:column].rstrip() in (name, f"{name}:frame=2") for row in rows)
+
+    typo = run_cli([*args, "--strategy", f"{name}:fram=2"], host=host)
+    assert typo.exit_code == 2 and "unknown key 'fram'; did you mean 'frame'?" in typo.stderr
+    assert f"--strategy {name}.fram" in typo.stderr and "Traceback" not in typo.stderr
+    negative = run_cli([*args, "--strategy", f"{name}:frame=-1"], host=host)
+    assert negative.exit_code == 2 and "must be >= 0, got -1" in negative.stderr
+    orphan = run_cli([*args, "--strategy", "frame=2"], host=host)
+    assert orphan.exit_code == 2 and "comes before any strategy name" in orphan.stderr
+
+
+def test_parse_strategies_splits_names_and_parameters():
+    from cavkit.errors import UsageError
+    from cavkit.evaluation.retrieval_job import StrategyRequest, parse_strategies
+
+    assert parse_strategies(["diagonal_mean,max", "pooled", "max"]) == [
+        StrategyRequest(name="diagonal_mean"),
+        StrategyRequest(name="max"),
+        StrategyRequest(name="pooled"),
+    ]
+    assert parse_strategies(["plug/soft:temperature=0.1,top_k=3,pooled"]) == [
+        StrategyRequest(name="plug/soft", params={"temperature": 0.1, "top_k": 3}),
+        StrategyRequest(name="pooled"),
+    ]
+    with pytest.raises(UsageError, match="'top_k' is given twice"):
+        parse_strategies(["soft:top_k=1,top_k=2"])

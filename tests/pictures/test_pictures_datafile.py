@@ -3,35 +3,10 @@
 from __future__ import annotations
 
 import json
-import wave
 
-import numpy as np
-from PIL import Image
+from pictures_helpers import write_clips
 
 from cavkit.testing import run_cli
-
-
-def _write_clips(root, count=3, frames=4):
-    entries = []
-    for c in range(count):
-        vid = f"vid{c}"
-        t = np.arange(int(1.5 * 16000)) / 16000
-        pcm = (0.3 * np.sin(2 * np.pi * (300 + 200 * c) * t) * 32767).astype(np.int16)
-        with wave.open(str(root / f"{vid}.wav"), "wb") as fh:
-            fh.setnchannels(1)
-            fh.setsampwidth(2)
-            fh.setframerate(16000)
-            fh.writeframes(pcm.tobytes())
-        for k in range(frames):
-            folder = root / "frames" / f"frame_{k}"
-            folder.mkdir(parents=True, exist_ok=True)
-            pixels = np.full((32, 32, 3), 40 * c, np.uint8)
-            pixels[8 * (k % 4) : 8 * (k % 4) + 8, 8:16] = 255
-            Image.fromarray(pixels).save(folder / f"{vid}.jpg", quality=90)
-        entries.append({"video_id": vid, "wav": f"{vid}.wav", "video_path": "frames", "labels": ""})
-    datafile = root / "clips.json"
-    datafile.write_text(json.dumps({"data": entries}))
-    return str(datafile)
 
 
 DATA = ["--data=segment_length=32", "--data=image_size=32", "--data=num_frames=4"]
@@ -40,7 +15,7 @@ DATA = ["--data=segment_length=32", "--data=image_size=32", "--data=num_frames=4
 def test_datafile_clips_embed_inpaint_and_localize(tiny_weights, tmp_path):
     from cavkit.pictures.export import read_embeddings
 
-    datafile = _write_clips(tmp_path)
+    datafile = write_clips(tmp_path)
     out = tmp_path / "emb.npz"
     result = run_cli(
         ["embed", "--checkpoint", tiny_weights, "--datafile", datafile, *DATA, "--kind", "global", "--out", str(out)]
