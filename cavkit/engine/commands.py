@@ -56,6 +56,9 @@ def train_command(
     host = get_plugin_host()
     loaded = load_recipe(recipe, list(overrides), host=host)
     directory = run_dir or run_dir_for(loaded.run.dir, recipe)
+    from cavkit.engine.preflight import check_run_inputs
+
+    check_run_inputs(loaded, source=recipe, run_dir=directory, resume=resume, device=device)
     dist = init_distributed(None if device == "auto" else device)
     try:
         trainer = Trainer(loaded, run_dir=directory, dist=dist, versions=host.versions(), argv=sys.argv)

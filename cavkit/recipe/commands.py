@@ -16,7 +16,10 @@ def recipe_group() -> None:
 @recipe_group.command("check")
 @click.argument("recipes", nargs=-1, required=True)
 @set_option()
-def recipe_check(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+@click.option("--inputs", type=click.Choice(["quick", "full"]), default=None,
+              help="Also check what a training run needs (data files, clips, init checkpoints, precision vs "
+                   "device, batch vs data, run directory): quick samples a few clips, full probes every clip.")
+def recipe_check(recipes: tuple[str, ...], overrides: tuple[str, ...], inputs: str | None) -> None:
     """Validate one or more recipes; report every problem with its key path."""
     from cavkit.errors import UsageError
     from cavkit.recipe import load_recipe
@@ -24,7 +27,12 @@ def recipe_check(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     errors = []
     for uri in recipes:
         try:
-            load_recipe(uri, overrides)
+            loaded = load_recipe(uri, overrides)
+            if inputs is not None:
+                from cavkit.engine.commands import run_dir_for
+                from cavkit.engine.preflight import check_run_inputs
+
+                check_run_inputs(loaded, source=uri, run_dir=run_dir_for(loaded.run.dir, uri), inputs=inputs)
             click.echo(f"{uri}: ok")
         except UsageError as exc:
             errors.append(exc)

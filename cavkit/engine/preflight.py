@@ -1,0 +1,325 @@
+"""Preflight: everything a training run needs, checked before the first step, reported all at once.
+
+``cavkit train`` runs :func:`check_run_inputs` before it builds anything; ``cavkit recipe check
+--inputs quick|full`` runs the same checks without training. Every problem found becomes one line
+with the setting it comes from and its fix, in a single :class:`PreflightError` (exit 2):
+
+* datafiles, label CSVs and weights files that are missing or unreadable;
+* clips of a datafile whose audio or frame files are missing on disk: by default a handful of clips
+  spread over the file are probed (``quick``); ``full`` probes every clip (existence only; use
+  ``cavkit data check`` to decode them);
+* initialisation checkpoints (``trainer.init`` / ``model.init``): missing files, unknown
+  ``weights:`` names, published weights that are not in the cache and have no download URL, any
+  download while ``CAVKIT_OFFLINE`` is set, unknown ``timm:`` models;
+* a ``--resume`` checkpoint that does not exist;
+* the precision against the device (fp16 needs CUDA; bf16 needs a GPU that supports it);
+* a per-device batch larger than the training data;
+* a run directory that already holds a run (finished, or unfinished without ``--resume``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import attrs
+
+from cavkit.errors import UsageError
+
+QUICK_SAMPLE = 8
+
+
+@attrs.frozen
+class Finding:
+    """One thing the run cannot start without: where it is set, what is wrong, how to fix it."""
+
+    where: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        return text + (f"\n      fix: {self.fix}" if self.fix else "")
+
+
+class PreflightError(UsageError):
+    """Every problem found before training, in one message."""
+
+    def __init__(self, source: str, findings: list[Finding]):
+        self.findings = list(findings)
+        count = len(self.findings)
+        lines = [f"{source}: {count} problem{'' if count == 1 else 's'} before training (nothing was started):"]
+        lines += [f"  - {f}" for f in self.findings]
+        super().__init__("\n".join(lines))
+
+
+# -- files ------------------------------------------------------------------------------------------
+def _exists(uri: str) -> bool:
+    from cavkit.data import storage
+
+    try:
+        return storage.exists(uri)
+    except Exception:  # an unreachable store counts as missing; the message names the URI
+        return False
+
+
+def _prepare_fix(role: str, node: Any) -> str:
+    model = "cav_mae_sync" if "sync" in node.spec.name else "cav_mae"
+    return (f"prepare the clips with `cavkit prepare VIDEOS --out DIR --model {model} --labels LABELS.csv`, then "
+            f"point data.{role}.datafile at DIR/datafile.json")
+
+
+def _check_clips(where: str, clips: list, num_frames: int, full: bool) -> list[Finding]:
+    """Probe the audio and frame files of a sample of ``clips`` (all of them when ``full``)."""
+    if not clips:
+        return [Finding(where, "the datafile lists no clips", "prepare data with `cavkit prepare`")]
+    if full:
+        chosen = clips
+    else:
+        step = max(len(clips) // QUICK_SAMPLE, 1)
+        chosen = clips[::step][:QUICK_SAMPLE]
+        if clips[-1] not in chosen:
+            chosen.append(clips[-1])
+
+    def missing(clip) -> list[str]:
+        uris = [clip.wav] + [clip.frame_uri(i) for i in range(num_frames)]
+        return [u for u in uris if not _exists(u)]
+
+    with ThreadPoolExecutor(max_workers=min(16, len(chosen))) as pool:
+        results = list(pool.map(missing, chosen))
+    bad = [(clip, gone) for clip, gone in zip(chosen, results) if gone]
+    if not bad:
+        return []
+    first = "; ".join(f"{clip.video_id}: {gone[0]}" + (f" (+{len(gone) - 1} more files)" if len(gone) > 1 else "")
+                      for clip, gone in bad[:3])
+    scope = f"of all {len(clips)} clips" if full else f"of {len(chosen)} sampled clips (of {len(clips)})"
+    return [Finding(
+        where,
+        f"{len(bad)} {scope} have missing audio or frame files, e.g. {first}",
+        "re-run `cavkit prepare` for those clips (it skips the prepared ones), or check the paths in the datafile"
+        + ("" if full else "; `cavkit recipe check --inputs full` counts every missing clip"),
+    )]
+
+
+def _check_dataset(role: str, node: Any, full: bool) -> tuple[list[Finding], int | None]:
+    """Files of one ``data.<role>`` node; returns findings and its clip count (``None`` if unknown)."""
+    from cavkit.data.datafile import load_datafile, load_label_csv
+    from cavkit.errors import DataError
+
+    config = node.config
+    findings: list[Finding] = []
+    count = None
+    weights_file = getattr(config, "weights_file", None)
+    if weights_file and not _exists(weights_file):
+        findings.append(Finding(f"data.{role}.weights_file", f"{weights_file} does not exist",
+                                "remove the setting to compute the weights from the labels"))
+    datafile = getattr(config, "datafile", None)
+    if datafile:
+        if not _exists(datafile):
+            findings.append(Finding(f"data.{role}.datafile", f"{datafile} does not exist", _prepare_fix(role, node)))
+        else:
+            try:
+                clips = load_datafile(datafile, limit=getattr(config, "limit", None))
+            except (DataError, OSError) as exc:
+                findings.append(Finding(f"data.{role}.datafile", f"unreadable: {exc}", _prepare_fix(role, node)))
+            else:
+                count = len(clips)
+                findings += _check_clips(f"data.{role}.datafile {datafile}", clips,
+                                         int(getattr(config, "num_frames", 1) or 1), full)
+    label_csv = getattr(config, "label_csv", None)
+    if label_csv:
+        if not _exists(label_csv):
+            findings.append(Finding(f"data.{role}.label_csv", f"{label_csv} does not exist",
+                                    "give the label CSV (index,mid,display_name) of the dataset; `cavkit prepare "
+                                    "--labels ...` writes one as DIR/labels.csv"))
+        else:
+            try:
+                load_label_csv(label_csv)
+            except (DataError, OSError, ValueError) as exc:
+                findings.append(Finding(f"data.{role}.label_csv", f"unreadable: {exc}",
+                                        "expected a CSV with columns index,mid,display_name"))
+    for pattern in getattr(config, "urls", None) or []:
+        if not _matches(pattern):
+            findings.append(Finding(f"data.{role}.urls", f"no shard matches {pattern}",
+                                    "write shards with `cavkit prepare ... --shards N` or fix the pattern"))
+    return findings, count
+
+
+def _matches(pattern: str) -> bool:
+    import fsspec
+
+    if "{" in pattern:  # brace ranges are expanded by the dataset; probe the folder instead
+        return _exists(pattern.rsplit("/", 1)[0] or ".")
+    try:
+        fs, path = fsspec.core.url_to_fs(pattern)
+        return bool(fs.glob(path)) if any(c in path for c in "*?[") else fs.exists(path)
+    except Exception:
+        return False
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+def _published_hint(uri: str) -> str:
+    from cavkit.weights.zoo import PUBLISHED
+
+    base = uri.rstrip("/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0].lower()
+    for entry in PUBLISHED:
+        if (entry.filename and entry.filename.lower() == base.lower()) or entry.name == stem:
+            hint = (f"this is the published '{entry.name}' ({entry.filename or 'see `cavkit weights list -v`'}): "
+                    f"add it to the cache with `cavkit weights get {entry.name} --file DOWNLOADED_FILE` and use "
+                    f"weights:{entry.name}, or place the file at {uri}")
+            if entry.name == "in-initial":
+                hint += "; or build it from timm with timm:vit_base_patch16_224.mae (spec §4.7)"
+            return hint
+    return "give an existing checkpoint, weights:NAME (`cavkit weights list`) or an http(s) URL"
+
+
+def _check_init(where: str, uri: str) -> list[Finding]:
+    from cavkit.errors import CavkitError
+    from cavkit.weights.download import offline
+    from cavkit.weights.entry import is_weights_ref
+    from cavkit.weights.resolve import target_for
+
+    if uri.startswith("timm:"):
+        from cavkit.checkpoints.timm_init import parse_timm_ref
+
+        try:
+            name, file = parse_timm_ref(uri)
+        except CavkitError as exc:
+            return [Finding(where, str(exc))]
+        import timm
+
+        found = []
+        if not timm.is_model(name):
+            found.append(Finding(where, f"timm has no model {name!r}", "see timm.list_models('vit_base_patch16*')"))
+        if file is not None and not is_weights_ref(file) and not _exists(file):
+            found.append(Finding(where, f"{file} does not exist", "give the ViT checkpoint file after '='"))
+        return found
+    if is_weights_ref(uri):
+        try:
+            target = target_for(uri)
+        except CavkitError as exc:
+            return [Finding(where, str(exc), "see `cavkit weights list`")]
+        if target.path.is_file():
+            return []
+        name = uri.removeprefix("weights:")
+        if not target.urls:
+            return [Finding(where, f"{uri} is not in the cache and no download URL is recorded for it",
+                            f"download it yourself ({target.entry.source if target.entry else ''}), then "
+                            f"`cavkit weights get {name} --file PATH`")]
+        if offline():
+            return [Finding(where, f"{uri} is not in the cache and CAVKIT_OFFLINE is set",
+                            f"`cavkit weights get {name}` on a machine with network access")]
+        return []  # downloaded (and verified) when the run starts
+    if not _exists(uri):
+        return [Finding(where, f"checkpoint {uri} does not exist", _published_hint(uri))]
+    return []
+
+
+def _init_settings(recipe: Any) -> Iterable[tuple[str, str]]:
+    trainer_init = getattr(recipe.trainer, "init", None)
+    if trainer_init:
+        yield "trainer.init", trainer_init
+    model_init = getattr(recipe.model.config, "init", None)
+    if model_init:
+        yield "model.init", model_init
+
+
+# -- devices, batches, run directory -----------------------------------------------------------------
+def _check_precision(precision: str, device: str) -> list[Finding]:
+    import torch
+
+    cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        return [Finding("--device", "cuda was requested but no CUDA device is available", "use --device cpu")]
+    if precision == "fp16" and not cuda:
+        return [Finding("trainer.precision", "fp16 needs a CUDA device and this run would use the CPU",
+                        "--set trainer.precision=bf16 (or fp32) to train on the CPU, or run on a GPU machine")]
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        return [Finding("trainer.precision", "bf16 is not supported by this GPU", "--set trainer.precision=fp16")]
+    return []
+
+
+def _check_run_dir(run_dir: str, resume: str | None, overwrite: bool) -> list[Finding]:
+    from cavkit.engine.checkpoint import latest_checkpoint
+    from cavkit.io import join
+
+    if overwrite:
+        return []
+    if resume is not None and resume != "latest" and not _exists(resume):
+        return [Finding("--resume", f"checkpoint {resume} does not exist",
+                        "--resume latest continues the run directory's newest checkpoint")]
+    if resume is None:
+        finished = join(run_dir, "weights", "final.safetensors")
+        if _exists(finished):
+            return [Finding("run directory", f"{run_dir} already holds a finished run ({finished})",
+                            "continue it with --resume latest (e.g. with a larger trainer.epochs), or train into "
+                            "another --run-dir")]
+        try:
+            latest = latest_checkpoint(run_dir)
+        except Exception:
+            latest = None
+        if latest is not None:
+            return [Finding("run directory", f"{run_dir} already holds an unfinished run ({latest})",
+                            "continue it with --resume latest, or train into another --run-dir")]
+    if resume == "latest":
+        try:
+            latest = latest_checkpoint(run_dir)
+        except Exception:
+            latest = None
+        if latest is None:
+            return [Finding("--resume", f"latest: no checkpoint in {run_dir}/checkpoints",
+                            "start without --resume, or pass a checkpoint path")]
+    return []
+
+
+def run_findings(recipe: Any, *, run_dir: str, resume: str | None = None, device: str = "auto",
+                 world_size: int | None = None, inputs: str = "quick", overwrite: bool = False) -> list[Finding]:
+    """Every problem that would stop (or spoil) a training run of ``recipe``; see the module docstring.
+
+    :param inputs: ``quick`` (probe a few clips per datafile) or ``full`` (every clip).
+    :param world_size: devices in the run (default: ``WORLD_SIZE`` from torchrun, else 1).
+    """
+    if inputs not in ("quick", "full"):
+        raise UsageError(f"--inputs must be quick or full, got {inputs!r}")
+    findings: list[Finding] = []
+    train_count = None
+    for role in ("train", "val", "eval"):
+        node = getattr(recipe.data, role)
+        if node is not None:
+            found, count = _check_dataset(role, node, inputs == "full")
+            findings += found
+            if role == "train":
+                train_count = count
+    for where, uri in _init_settings(recipe):
+        if resume is None:  # a resumed run loads its own weights
+            findings += _check_init(where, uri)
+    findings += _check_precision(recipe.trainer.precision, device)
+    world = world_size or int(os.environ.get("WORLD_SIZE", "1") or 1)
+    per_step = recipe.trainer.batch_size * world
+    if train_count is not None and train_count < per_step:
+        findings.append(Finding(
+            "trainer.batch_size",
+            f"{recipe.trainer.batch_size} per device x {world} device(s) = {per_step} clips per step, but data.train "
+            f"has {train_count} clips",
+            f"--set trainer.batch_size={max(train_count // world, 1)} or use more data",
+        ))
+    findings += _check_run_dir(run_dir, resume, overwrite)
+    return _merge(findings)
+
+
+def _merge(findings: list[Finding]) -> list[Finding]:
+    """One line for one problem: the same file missing for train and val is reported once, with both."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    for f in findings:
+        merged.setdefault((f.message, f.fix), []).append(f.where)
+    return [Finding(", ".join(wheres), message, fix) for (message, fix), wheres in merged.items()]
+
+
+def check_run_inputs(recipe: Any, *, source: str, **kwargs: Any) -> None:
+    """Raise one :class:`PreflightError` listing every problem :func:`run_findings` finds."""
+    findings = run_findings(recipe, **kwargs)
+    if findings:
+        raise PreflightError(source, findings)

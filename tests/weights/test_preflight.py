@@ -1,0 +1,121 @@
+"""Preflight: `cavkit train` / `cavkit recipe check --inputs` list every missing input with its fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cavkit.engine.preflight import run_findings
+from cavkit.recipe import load_recipe
+from cavkit.testing import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_sync_recipe_on_a_fresh_machine_lists_everything_at_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing prepared, nothing downloaded
+    result = run_cli(["train", str(REPO / "recipes" / "sync_pretrain.yaml")])
+    assert result.exit_code == 2
+    err = result.stderr
+    assert "Traceback" not in err and "problems before training (nothing was started)" in err
+    for datafile in ("data/audioset/audioset_2m_cleaned.json", "data/audioset/audioset_eval_cleaned.json",
+                     "data/vggsound/vgg_test_5_per_class_for_retrieval.json"):
+        assert f"{datafile} does not exist" in err
+    assert err.count("`cavkit prepare VIDEOS --out DIR --model cav_mae_sync") == 3
+    assert "data.train.label_csv, data.val.label_csv: data/audioset/class_labels_indices.csv does not exist" in err
+    assert "trainer.init: checkpoint pretrained/IN-initial.pth does not exist" in err
+    assert "`cavkit weights get in-initial --file DOWNLOADED_FILE`" in err
+    assert "timm:vit_base_patch16_224.mae" in err
+    if not torch.cuda.is_available():
+        assert "trainer.precision: fp16 needs a CUDA device" in err
+    assert not (tmp_path / "runs").exists()  # nothing was started
+
+
+def _write_clips(root: Path, names: list[str], num_frames: int, missing: dict[str, str]) -> Path:
+    """A datafile whose clips' files exist except ``missing[name]`` ('wav' or 'frame')."""
+    entries = []
+    for name in names:
+        wav = root / "audio" / f"{name}.wav"
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        if missing.get(name) != "wav":
+            wav.write_bytes(b"RIFF")
+        for i in range(num_frames):
+            frame = root / "frames" / f"frame_{i}" / f"{name}.jpg"
+            frame.parent.mkdir(parents=True, exist_ok=True)
+            if not (missing.get(name) == "frame" and i == num_frames - 1):
+                frame.write_bytes(b"\xff\xd8")
+        entries.append({"video_id": name, "wav": str(wav), "video_path": str(root / "frames"), "labels": "/m/a"})
+    datafile = root / "datafile.json"
+    datafile.write_text(json.dumps({"data": entries}))
+    (root / "labels.csv").write_text("index,mid,display_name\n0,/m/a,A\n")
+    return datafile
+
+
+def _recipe(tmp_path: Path, datafile: Path, **trainer) -> Path:
+    recipe = {
+        "cavkit": 1,
+        "model": {"type": "cav_mae", "audio_length": 64, "image_size": 32, "embed_dim": 32,
+                  "encoder": {"depth": 1, "num_heads": 2}, "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
+        "objectives": [{"type": "mae", "weight": 1.0}],
+        "data": {"train": {"type": "cav_mae", "datafile": str(datafile), "label_csv": str(datafile.parent / "labels.csv"),
+                           "num_frames": 2, "target_length": 64, "image_size": 32}},
+        "trainer": {"batch_size": 4, "precision": "fp32", **trainer},
+        "run": {"dir": str(tmp_path / "run")},
+    }
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_missing_clips_quick_samples_full_counts_every_one(tmp_path):
+    names = [f"clip{i:03d}" for i in range(40)]
+    missing = {"clip005": "wav", "clip017": "frame", "clip039": "wav"}  # 039: the last clip, always sampled
+    datafile = _write_clips(tmp_path / "data", names, 2, missing)
+    recipe = _recipe(tmp_path, datafile)
+    quick = run_cli(["recipe", "check", str(recipe), "--inputs", "quick"])
+    assert quick.exit_code == 2
+    assert "of 9 sampled clips (of 40) have missing audio or frame files" in quick.stderr
+    assert "clip039: " in quick.stderr and "--inputs full" in quick.stderr
+    full = run_cli(["recipe", "check", str(recipe), "--inputs", "full"])
+    assert full.exit_code == 2
+    assert "3 of all 40 clips have missing audio or frame files, e.g. clip005: " in full.stderr
+    assert f"clip017: {tmp_path / 'data' / 'frames' / 'frame_1' / 'clip017.jpg'}" in full.stderr
+    assert "re-run `cavkit prepare`" in full.stderr
+    assert run_cli(["recipe", "check", str(recipe)]).exit_code == 0  # without --inputs: the recipe alone
+
+
+def test_batch_init_and_finished_run_problems_come_together(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAVKIT_CACHE", str(tmp_path / "cache"))
+    datafile = _write_clips(tmp_path / "data", ["a", "b", "c"], 2, {})
+    (tmp_path / "run" / "weights").mkdir(parents=True)
+    (tmp_path / "run" / "weights" / "final.safetensors").write_bytes(b"x")
+    recipe = _recipe(tmp_path, datafile, batch_size=8, init="weights:cav-mae-scale++")
+    result = run_cli(["train", str(recipe), "--device", "cpu"])
+    assert result.exit_code == 2 and "3 problems before training" in result.stderr
+    assert "trainer.batch_size: 8 per device x 1 device(s) = 8 clips per step, but data.train has 3 clips" in result.stderr
+    assert "--set trainer.batch_size=3" in result.stderr
+    assert "weights:cav-mae-scale++ is not in the cache and no download URL is recorded" in result.stderr
+    assert "`cavkit weights get cav-mae-scale++ --file PATH`" in result.stderr
+    assert f"{tmp_path / 'run'} already holds a finished run" in result.stderr and "--resume latest" in result.stderr
+
+
+def test_complete_inputs_pass_and_timm_names_are_checked_without_download(tmp_path):
+    datafile = _write_clips(tmp_path / "data", ["a", "b", "c", "d"], 2, {})
+    loaded = load_recipe(str(_recipe(tmp_path, datafile)), [])
+    assert run_findings(loaded, run_dir=str(tmp_path / "run"), device="cpu", inputs="full") == []
+    bad = load_recipe(str(_recipe(tmp_path, datafile, init="timm:vit_nonexistent_model")), [])
+    findings = run_findings(bad, run_dir=str(tmp_path / "run"), device="cpu")
+    assert [f.where for f in findings] == ["trainer.init"]
+    assert "timm has no model 'vit_nonexistent_model'" in findings[0].message
+
+
+@pytest.mark.parametrize("resume", ["latest", "nowhere/step-1.pt"])
+def test_resume_targets_are_checked(tmp_path, resume):
+    datafile = _write_clips(tmp_path / "data", ["a", "b", "c", "d"], 2, {})
+    loaded = load_recipe(str(_recipe(tmp_path, datafile)), [])
+    findings = run_findings(loaded, run_dir=str(tmp_path / "run"), device="cpu", resume=resume)
+    assert [f.where for f in findings] == ["--resume"]
