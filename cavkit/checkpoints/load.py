@@ -27,6 +27,7 @@ from cavkit.checkpoints import keys as K
 from cavkit.checkpoints.infer import check_heads, describe_keys, infer_model_node
 from cavkit.config import ComponentNode, component, structure
 from cavkit.errors import CheckpointError
+from cavkit.models.inputs import InputSpec
 from cavkit.safetensors_io import SafetensorsFileError, looks_like_safetensors, read_metadata, read_safetensors
 
 CAVKIT_FORMAT = "cavkit.model"
@@ -41,6 +42,7 @@ class CheckpointContents:
     state: dict[str, torch.Tensor]
     layout: str  # "cavkit" | "upstream"
     node: dict[str, Any] | None = None
+    inputs: InputSpec | None = None  # the model's stored input declaration (cavkit files since 0.2)
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -180,10 +182,10 @@ def read_checkpoint(uri: str) -> CheckpointContents:
     data = read_checkpoint_bytes(uri)
     if looks_like_safetensors(data):
         state, meta = _load_safetensors(uri, data)
-        text = _recipe_of(uri, meta)
+        text, stored = _recipe_of(uri, meta), meta
     else:
         obj = _torch_load(uri, data)
-        text = _recipe_of(uri, None, obj)
+        text, stored = _recipe_of(uri, None, obj), obj
         if isinstance(obj, Mapping) and obj.get("format") == "cavkit.checkpoint":
             state = obj.get("model")
         elif isinstance(obj, Mapping) and not _tensor_dict(obj):
@@ -199,8 +201,20 @@ def read_checkpoint(uri: str) -> CheckpointContents:
                 f"{type(obj).__name__}{' with keys ' + ', '.join(map(str, list(obj)[:6])) if isinstance(obj, Mapping) else ''}"
             )
     node = _node_from_recipe_text(text, uri) if text else None
+    inputs = _stored_inputs(uri, stored)
     state = K.strip_dataparallel(state)
-    return CheckpointContents(uri=uri, state=dict(state), layout=_layout(state, uri), node=node)
+    return CheckpointContents(uri=uri, state=dict(state), layout=_layout(state, uri), node=node, inputs=inputs)
+
+
+def _stored_inputs(uri: str, stored: Any) -> InputSpec | None:
+    """The ``inputs`` declaration of safetensors metadata or a training checkpoint (``None``: not stored)."""
+    text = stored.get("inputs") if isinstance(stored, Mapping) else None
+    if not isinstance(text, str):
+        return None
+    try:
+        return InputSpec.from_json(text)
+    except ValueError as exc:
+        raise CheckpointError(f"{uri}: the stored input declaration ('inputs') is unreadable: {exc}") from None
 
 
 # -- building --------------------------------------------------------------------------------------
@@ -209,12 +223,19 @@ class _ModelSlot:
     model: ComponentNode = component("model")
 
 
-def build_model_node(data: Mapping[str, Any], *, source: str = "model") -> ComponentNode:
-    """Validate a ``model:`` recipe node (a mapping with ``type:``) against the registry."""
-    from cavkit.errors import RecipeError
-    from cavkit.plugins import get_plugin_host
+def build_model_node(data: Mapping[str, Any], *, source: str = "model", host: Any = None) -> ComponentNode:
+    """Validate a ``model:`` recipe node (a mapping with ``type:``) against ``host``'s registry.
 
-    host = get_plugin_host()
+    :param host: the :class:`~cavkit.plugins.PluginHost` whose components may be named; commands pass
+        theirs. ``None`` (direct API use, e.g. ``cavkit.api.load_model(path)``) means the plugins
+        installed in this process.
+    """
+    from cavkit.errors import RecipeError
+
+    if host is None:
+        from cavkit.plugins import get_plugin_host
+
+        host = get_plugin_host()
     slot, problems = structure(
         _ModelSlot, {"model": dict(data)}, registry=host.registry, failed_plugins=host.failed_names()
     )
@@ -301,7 +322,13 @@ def model_node_for(contents: CheckpointContents, overrides=None) -> dict[str, An
 
 
 def load_model(
-    uri: str, *, expect: str | None = None, overrides=None, device: str | torch.device | None = None, eval: bool = True
+    uri: str,
+    *,
+    expect: str | None = None,
+    overrides=None,
+    device: str | torch.device | None = None,
+    eval: bool = True,
+    host: Any = None,
 ) -> torch.nn.Module:
     """Load any supported checkpoint into a ready model (strict; eval mode unless ``eval=False``).
 
@@ -309,6 +336,11 @@ def load_model(
         a checkpoint of another model is a :class:`CheckpointError`.
     :param overrides: ``["encoder.num_heads=2", ...]`` or a nested mapping applied to the model node
         (needed only for non-published head counts, which checkpoints do not record).
+    :param host: the plugin host to validate the model node against (see :func:`build_model_node`).
+
+    The model's input declaration (:class:`~cavkit.models.inputs.InputSpec`) is restored from the
+    file when stored there and the model class declares none; otherwise
+    :func:`cavkit.models.inputs.input_spec_of` derives it from ``model.cavkit_node``.
     """
     contents = read_checkpoint(uri)
     node_data = model_node_for(contents, overrides)
@@ -316,10 +348,12 @@ def load_model(
         raise CheckpointError(
             f"{uri}: holds a {node_data.get('type')!r} model, expected {expect!r}" + _summary(node_data)
         )
-    node = build_model_node(node_data, source=uri)
+    node = build_model_node(node_data, source=uri, host=host)
     model = node.build()
     load_state_strict(model, to_cavkit_keys(contents), source=uri, layout=contents.layout)
     model.cavkit_node = node  # the validated recipe node that rebuilds this model
+    if contents.inputs is not None and not isinstance(getattr(model, "input_spec", None), InputSpec):
+        model.input_spec = contents.inputs
     if device is not None:
         model.to(device)
     return model.eval() if eval else model
