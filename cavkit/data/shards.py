@@ -26,6 +26,7 @@ import tempfile
 
 from cavkit.data import datafile as df
 from cavkit.data import storage
+from cavkit.io import temporary_sibling
 
 
 def shard_key(video_id: str) -> str:
@@ -40,11 +41,21 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def _add_clip(tar: tarfile.TarFile, clip: df.Clip, num_frames: int) -> None:
+    key = shard_key(clip.video_id)
+    meta = {"video_id": clip.video_id, "labels": list(clip.labels), "num_frames": num_frames}
+    _add(tar, f"{key}.json", json.dumps(meta).encode())
+    _add(tar, f"{key}.wav", storage.read_bytes(clip.wav))
+    for i in range(num_frames):
+        _add(tar, f"{key}.frame_{i}.jpg", storage.read_bytes(clip.frame_uri(i)))
+
+
 def write_shards(datafile_uri: str, out: str, *, shard_size: int = 1000, num_frames: int = 16) -> list[str]:
     """Pack every clip of a datafile (wav + ``num_frames`` frames + labels) into tar shards under ``out``.
 
-    Each shard is built in a local temporary file and then moved/uploaded whole, so a reader never
-    sees a partial shard. Returns the shard URIs.
+    Each shard is built in a temporary file and then renamed (local) or uploaded whole, so a reader
+    never sees a partial shard; local shards get the usual permissions (0644 under umask 022).
+    Returns the shard URIs.
     """
     clips = df.load_datafile(datafile_uri)
     storage.makedirs(out)
@@ -55,18 +66,18 @@ def write_shards(datafile_uri: str, out: str, *, shard_size: int = 1000, num_fra
         uri = storage.join(out, name)
         fs, path = storage.filesystem(uri)
         local = storage.is_local(uri)
-        # local: build beside the target so the final rename is atomic; remote: upload in one put
-        with tempfile.NamedTemporaryFile(suffix=".tar.tmp", delete=False, dir=os.path.dirname(path) if local else None) as tmp:
-            tmp_path = tmp.name
+        if local:  # built beside the target (mode from the umask, like every other output), then renamed
+            tmp_path = temporary_sibling(path)
+        else:  # built in a local temporary file, then uploaded in one put
+            with tempfile.NamedTemporaryFile(suffix=".tar.tmp", delete=False) as tmp:
+                tmp_path = tmp.name
         try:
-            with tarfile.open(tmp_path, "w") as tar:
-                for clip in clips[start : start + shard_size]:
-                    key = shard_key(clip.video_id)
-                    meta = {"video_id": clip.video_id, "labels": list(clip.labels), "num_frames": num_frames}
-                    _add(tar, f"{key}.json", json.dumps(meta).encode())
-                    _add(tar, f"{key}.wav", storage.read_bytes(clip.wav))
-                    for i in range(num_frames):
-                        _add(tar, f"{key}.frame_{i}.jpg", storage.read_bytes(clip.frame_uri(i)))
+            with open(tmp_path, "wb") as handle:
+                with tarfile.open(fileobj=handle, mode="w") as tar:
+                    for clip in clips[start : start + shard_size]:
+                        _add_clip(tar, clip, num_frames)
+                handle.flush()
+                os.fsync(handle.fileno())
             if local:
                 os.replace(tmp_path, path)
             else:

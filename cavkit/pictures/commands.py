@@ -339,7 +339,10 @@ def embed_command(
     dataset = _dataset(model, datafile, dataset_type, data_params, mode="eval" if single_frame else "retrieval")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     autocast = autocast_dtype(precision)
-    total = len(dataset) if hasattr(dataset, "__len__") else None
+    try:
+        total = len(dataset)
+    except TypeError:  # a stream of unknown length (shards without index.json): no total in the bar
+        total = None
     with tqdm(total=total, unit="clip", desc="embedding", disable=None) as bar:
         arrays, clip_ids = extract_embeddings(
             model,

@@ -7,6 +7,7 @@ picture command accepts the same data options as ``cavkit eval``.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -116,31 +117,45 @@ def _clip_id_lookup(dataset: Any):
 def select_items(dataset: Any, clip_ids: tuple[str, ...], limit: int | None) -> list[dict[str, Any]]:
     """Items of ``dataset``: those with the given clip ids (in that order), else the first ``limit``.
 
-    Datafile datasets are searched through their clip table; other datasets item by item.
+    Datafile datasets are searched through their clip table; other datasets item by item; streams
+    (``IterableDataset``, e.g. ``shards``, with or without ``index.json``) are read in order until
+    the clips are found.
 
     :raises UsageError: a requested clip id that the dataset does not have.
     """
-    n = len(dataset)
+    from torch.utils.data import IterableDataset
+
+    stream = isinstance(dataset, IterableDataset)
     if not clip_ids:
+        if stream:
+            return list(itertools.islice(dataset, limit))
+        n = len(dataset)
         return [dataset[i] for i in range(min(n, limit) if limit is not None else n)]
-    lookup = _clip_id_lookup(dataset)
     wanted: dict[str, Any] = {cid: None for cid in clip_ids}
-    for i in range(n):
-        if lookup is not None:
-            cid = lookup(i)
-            if cid in wanted and wanted[cid] is None:
-                wanted[cid] = dataset[i]
-        else:
-            item = dataset[i]
-            cid = str(item.get("clip_id"))
-            if cid in wanted and wanted[cid] is None:
-                wanted[cid] = item
-        if all(v is not None for v in wanted.values()):
-            break
+    for cid, get_item in _candidates(dataset, stream):
+        if cid in wanted and wanted[cid] is None:
+            wanted[cid] = get_item()
+            if all(v is not None for v in wanted.values()):
+                break
     missing = [cid for cid, item in wanted.items() if item is None]
     if missing:
         raise UsageError(f"clip id(s) not in the dataset: {', '.join(missing)}")
     return [wanted[cid] for cid in clip_ids]
+
+
+def _candidates(dataset: Any, stream: bool):
+    """``(clip id, item getter)`` for each item; datafile datasets load only the items asked for."""
+    if stream:
+        for item in dataset:
+            yield str(item.get("clip_id")), lambda item=item: item
+        return
+    lookup = _clip_id_lookup(dataset)
+    for i in range(len(dataset)):
+        if lookup is not None:
+            yield lookup(i), lambda i=i: dataset[i]
+        else:
+            item = dataset[i]
+            yield str(item.get("clip_id")), lambda item=item: item
 
 
 def safe_file_stem(clip_id: str) -> str:
