@@ -81,7 +81,6 @@ def _audio_only_node(state: Mapping[str, Any], source: str) -> dict[str, Any]:
         "embed_dim": embed_dim,
         "audio_tokenizer": {"type": "audio_patch", "patch_size": patch},
         "encoder": {
-            "type": "audio_encoder",
             "depth": _count(keys, "blocks_a"),
             "joint_depth": _count(keys, "blocks_u"),
             "num_heads": _heads(embed_dim, ENCODER_HEAD_DIM),

@@ -374,7 +374,10 @@ def init_from_checkpoint(model: torch.nn.Module, uri: str) -> dict[str, list[str
     Expected differences (spec §4.6, §7.3) are allowed: decoder weights into a classifier, a
     classifier head into a pretraining model, a fresh head when the checkpoint has none or another
     class count, and fresh sin-cos position embeddings where their shape differs (e.g. Sync's 416-frame
-    audio from a 1024-frame initialisation). Everything else must match.
+    audio from a 1024-frame initialisation). Everything else must match. A model may name more
+    prefixes: ``init_fresh_prefixes`` (new parts that start fresh like the head, e.g. a Sync
+    classifier's ``aggregator.``) and ``init_skipped_prefixes`` (checkpoint parts it has no place
+    for, e.g. the visual side for an audio-only classifier).
 
     ``timm:VIT_NAME[=FILE]`` initialises from a timm ViT instead (spec §4.7 mapping, see
     :mod:`cavkit.checkpoints.timm_init`).
@@ -388,16 +391,18 @@ def init_from_checkpoint(model: torch.nn.Module, uri: str) -> dict[str, list[str
     contents = read_checkpoint(uri)
     state = to_cavkit_keys(contents)
     own = model.state_dict()
+    new_parts = ("head.", *getattr(model, "init_fresh_prefixes", ()))
+    skipped = ("decoder.", *new_parts, *getattr(model, "init_skipped_prefixes", ()))
     loaded, fresh, ignored, errors = [], [], [], []
     for k, v in own.items():
         if k not in state:
-            if k.startswith("head."):
+            if k.startswith(new_parts):
                 fresh.append(k)
             else:
                 errors.append(f"missing {_display(k, contents.layout)}")
             continue
         if tuple(state[k].shape) != tuple(v.shape):
-            if k.startswith("head.") or k.endswith(("pos_embed", "pos_embed_a", "pos_embed_v")):
+            if k.startswith(new_parts) or k.endswith(("pos_embed", "pos_embed_a", "pos_embed_v")):
                 fresh.append(k)
             else:
                 errors.append(
@@ -407,7 +412,7 @@ def init_from_checkpoint(model: torch.nn.Module, uri: str) -> dict[str, list[str
         loaded.append(k)
     for k in state:
         if k not in own:
-            if k.startswith(("decoder.", "head.")):
+            if k.startswith(skipped):
                 ignored.append(k)
             else:
                 errors.append(f"unexpected {_display(k, contents.layout)}")

@@ -29,13 +29,6 @@ COMPONENTS: tuple[tuple[str, str, str, str, str], ...] = (
         "learned query token + transformer blocks over the frames (Sync dev self_attention_cls)",
     ),
     (
-        "encoder",
-        "audio_encoder",
-        f"{_M}.audio_classifier:build_audio_encoder",
-        f"{_C}:AudioEncoderConfig",
-        "the CAV-MAE encoder without its visual stack (CAVMAEFTAudio layout)",
-    ),
-    (
         "model",
         "sync_classifier",
         f"{_M}.sync_classifier:build_sync_classifier",

@@ -19,6 +19,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from cavkit.errors import UsageError
 from cavkit.nn.blocks import init_linear_and_norm
 
 
@@ -44,8 +45,6 @@ class AttentionAggregator(nn.Module):
     def __init__(self, dim: int, *, depth: int = 2, num_heads: int = 12, mlp_ratio: float = 4.0):
         super().__init__()
         if dim % num_heads:
-            from cavkit.errors import UsageError
-
             raise UsageError(
                 f"the attention aggregator's width {dim} is not divisible by {num_heads} heads; "
                 "set model.aggregator.num_heads to a divisor of the frame-feature width"

@@ -81,18 +81,6 @@ class AudioClassifier(nn.Module):
     init_skipped_prefixes = ("visual_tokenizer.", "encoder.blocks_v.", "encoder.norm_v.")
 
 
-def build_audio_encoder(config, *, embed_dim: int = 768) -> AudioOnlyEncoder:
-    """Factory of the ``audio_encoder`` encoder (context: the width ``embed_dim``)."""
-    return AudioOnlyEncoder(
-        embed_dim=embed_dim,
-        depth=config.depth,
-        joint_depth=config.joint_depth,
-        num_heads=config.num_heads,
-        mlp_ratio=config.mlp_ratio,
-        attn_impl=config.attn_impl,
-    )
-
-
 def build_audio_classifier(config) -> AudioClassifier:
     """Factory of the ``audio_classifier`` model."""
     tokenizer = build_slot(
@@ -103,7 +91,15 @@ def build_audio_classifier(config) -> AudioClassifier:
         audio_length=config.audio_length,
         trainable_pos=config.trainable_pos,
     )
-    encoder = build_slot(config.encoder, "encoder", "audio_encoder", embed_dim=config.embed_dim)
+    enc = config.encoder
+    encoder = AudioOnlyEncoder(
+        embed_dim=config.embed_dim,
+        depth=enc.depth,
+        joint_depth=enc.joint_depth,
+        num_heads=enc.num_heads,
+        mlp_ratio=enc.mlp_ratio,
+        attn_impl=enc.attn_impl,
+    )
     model = AudioClassifier(audio_tokenizer=tokenizer, encoder=encoder, num_classes=config.num_classes)
     if config.init:
         from cavkit.checkpoints.load import init_from_checkpoint

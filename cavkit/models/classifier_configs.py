@@ -95,4 +95,4 @@ class AudioClassifierConfig:
     audio_tokenizer: ComponentNode | None = component(
         "tokenizer", default_type="audio_patch", help="fbank to patch tokens"
     )
-    encoder: ComponentNode | None = component("encoder", default_type="audio_encoder", help="the audio-only encoder")
+    encoder: AudioEncoderConfig = param(factory=AudioEncoderConfig, help="the audio-only encoder")
