@@ -2,7 +2,8 @@
 
 Upstream (spec §2.4): both sides L2-normalised, S = a·vᵀ / 0.05, S[i, j] compares audio i with
 visual j, and the default single direction takes the softmax over audios for each visual column
-(visual→audio). ``c_acc`` is the fraction of columns whose arg-max is the diagonal.
+(visual→audio). ``c_acc`` is the fraction of columns whose arg-max is the diagonal; with
+``direction: both`` loss and ``c_acc`` are the means over the two directions (upstream ``bidirect_contrast``).
 
 Negatives: ``local`` uses the batch on this device, like the published DataParallel runs (spec
 §7.1, §10.2); ``global`` gathers the other side from every torch.distributed rank with gradients,
@@ -51,7 +52,8 @@ def info_nce(
         logits = a @ v_all.T * logit_scale
         losses.append(F.cross_entropy(logits, labels))
         accs.append((logits.argmax(dim=1) == labels).float().mean())
-    return sum(losses) / len(losses), accs[0]
+    # direction both: loss and c_acc are the means of the two directions, as upstream's bidirect_contrast
+    return sum(losses) / len(losses), sum(accs) / len(accs)
 
 
 class _Temperature(nn.Module):

@@ -20,9 +20,10 @@ def _upstream_nce(a, v, bidirect=False):
     a, v = F.normalize(a, dim=-1), F.normalize(v, dim=-1)
     total = a @ v.T / 0.05
     nce = -torch.mean(torch.diag(F.log_softmax(total, dim=0)))
+    acc = (total.softmax(0).argmax(0) == torch.arange(a.shape[0])).float().mean()
     if bidirect:
         nce = (nce - torch.mean(torch.diag(F.log_softmax(total.T, dim=0)))) / 2
-    acc = (total.softmax(0).argmax(0) == torch.arange(a.shape[0])).float().mean()
+        acc = (acc + (total.T.softmax(0).argmax(0) == torch.arange(a.shape[0])).float().mean()) / 2
     return nce, acc
 
 
