@@ -121,8 +121,12 @@ def _layout(state: Mapping[str, Any], uri: str) -> str:
 
 
 def _node_from_recipe_text(text: str, uri: str) -> dict[str, Any]:
+    from cavkit.recipe.load import RecipeLimitError, parse_yaml
+
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)  # untrusted: the recipe limits apply (size, depth, alias expansion)
+    except RecipeLimitError as exc:
+        raise CheckpointError(f"{uri}: the stored recipe is too large or deep ({exc})") from None
     except yaml.YAMLError as exc:
         raise CheckpointError(f"{uri}: the stored recipe is not valid YAML ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("model"), dict):

@@ -27,9 +27,11 @@ def recipe_norm_pix(recipe_text: str | None) -> bool | str | None:
     """
     if not recipe_text:
         return None
+    from cavkit.recipe.load import RecipeLimitError, parse_yaml
+
     try:
-        data = yaml.safe_load(recipe_text)
-    except yaml.YAMLError:
+        data = parse_yaml(recipe_text)
+    except (yaml.YAMLError, RecipeLimitError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("objectives"), list):
         return None

@@ -142,3 +142,15 @@ def test_recipe_check_refuses_non_finite_and_out_of_range_numbers(tmp_path, over
     assert result.exit_code == 2
     assert f"  - {message}" in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
+
+
+def test_convert_refuses_a_checkpoint_whose_stored_recipe_is_too_deep(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "deep.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path), metadata={"format": "cavkit", "recipe": "model: " + "[" * 10_000})
+    result = cavkit("convert", str(path), str(tmp_path / "out.pth"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "the stored recipe is too large or deep (nesting deeper than 64 levels" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out.pth").exists()
