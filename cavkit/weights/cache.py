@@ -6,6 +6,7 @@ Layout under ``$CAVKIT_CACHE`` (default ``$XDG_CACHE_HOME/cavkit``, else ``~/.ca
     weights/url/<16 hex>/<file>       a plain URL (the hex is a digest of the URL)
     <file>.sha256.json                its record: SHA-256, size, mtime and where it came from
     <file>.part / <file>.part.json    an unfinished download (resumed by the next fetch)
+    locks/<digest>.lock               serialises processes fetching the same file
 
 A file is only ever placed under its final name after its hash was checked (or, when no hash is
 known, recorded), so a name without ``.part`` always holds a complete download. Before each use the
@@ -156,6 +157,11 @@ def remove(path: Path) -> None:
             p.unlink()
         except FileNotFoundError:
             pass
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file serialising fetches of ``path`` (outside ``weights/``, so it never looks like data)."""
+    return cache_root() / "locks" / (hashlib.sha256(str(path).encode("utf-8")).hexdigest()[:24] + ".lock")
 
 
 def part_path(path: Path) -> Path:

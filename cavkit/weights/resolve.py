@@ -8,6 +8,7 @@ them. A cached, verified file is used without any network access.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import attrs
@@ -71,8 +72,35 @@ def cached(target: Target) -> bool:
     return target.path.is_file()
 
 
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold an exclusive lock (``locks/<digest>.lock`` in the cache) so that processes fetching one file (the ranks of a
+    torchrun job, say) download it once; the others wait and then find it cached."""
+    lock = cache.lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock on this platform: no cross-process lock
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def fetch(target: Target, *, force: bool = False, progress: bool = True) -> Path:
     """A verified local copy of ``target``, downloading only when it is not cached (or ``force``)."""
+    if not force and target.path.is_file():
+        cache.check_cached(target.path, target.sha256, ref=target.ref.removeprefix(WEIGHTS_SCHEME))
+        return target.path
+    with _exclusive(target.path):
+        return _fetch_locked(target, force=force, progress=progress)
+
+
+def _fetch_locked(target: Target, *, force: bool, progress: bool) -> Path:
     if force:
         cache.remove(target.path)
     if target.path.is_file():
@@ -102,8 +130,9 @@ def fetch(target: Target, *, force: bool = False, progress: bool = True) -> Path
 
 def add_file(target: Target, source: str) -> Path:
     """Put a file the user downloaded by hand into the cache under ``target`` (hash-checked if known)."""
-    cache.remove(target.path)
-    import_file(source, target.path, expected_sha256=target.sha256, expected_size=target.size)
+    with _exclusive(target.path):
+        cache.remove(target.path)
+        import_file(source, target.path, expected_sha256=target.sha256, expected_size=target.size)
     return target.path
 
 

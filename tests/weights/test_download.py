@@ -46,7 +46,7 @@ def test_wrong_hash_leaves_nothing_in_the_cache(server, weights_cache):
     wrong = hashlib.sha256(b"something else").hexdigest()
     with pytest.raises(CheckpointError, match=f"SHA-256 mismatch: expected {wrong}, got {SHA}.*nothing was cached"):
         resolve_checkpoint_uri(f"{server.url('x.pth')}#sha256={wrong}")
-    assert _files_under(weights_cache) == []
+    assert _files_under(weights_cache / "weights") == []
 
 
 def test_connection_dropped_half_way_keeps_only_a_part_file_then_resumes_with_range(server, weights_cache):
@@ -99,3 +99,26 @@ def test_http_errors_and_bad_fragments_are_one_clear_message(server):
         resolve_checkpoint_uri(server.url("x.pth") + "#md5=abc")
     with pytest.raises(CheckpointError, match="cannot reach the server"):
         resolve_checkpoint_uri("http://127.0.0.1:9/nothing.pth")  # discard port: connection refused
+
+
+def test_processes_fetching_one_file_at_once_download_it_once(server):
+    """The ranks of a torchrun job all resolve trainer.init at the same moment."""
+    import threading
+
+    server.files["x.pth"] = PAYLOAD
+    ref = f"{server.url('x.pth')}#sha256={SHA}"
+    paths, errors = [], []
+
+    def worker():
+        try:
+            paths.append(resolve_checkpoint_uri(ref))
+        except Exception as exc:  # collected and reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(paths)) == 1 and open(paths[0], "rb").read() == PAYLOAD
+    assert len(server.gets("x.pth")) == 1

@@ -57,7 +57,7 @@ def test_convert_with_a_wrong_hash_fails_and_caches_nothing(server, official_byt
     result = run_cli(["convert", f"{server.url('x.pth')}#sha256={wrong}", str(tmp_path / "out.safetensors"), *HEADS])
     assert result.exit_code == 2
     assert f"SHA-256 mismatch: expected {wrong}" in result.stderr and "Traceback" not in result.stderr
-    assert _files(weights_cache) == [] and not (tmp_path / "out.safetensors").exists()
+    assert _files(weights_cache / "weights") == [] and not (tmp_path / "out.safetensors").exists()
 
 
 def _plugin_with(url: str, sha: str | None):
