@@ -140,27 +140,24 @@ class CAVMAEConfig:
     decoder: ComponentNode | None = component("decoder", default_type="mae_decoder", help="the MAE decoder")
 
 
-@attrs.frozen(kw_only=True)
-class CAVMAESyncConfig:
-    """CAV-MAE Sync pretraining model (spec §5): 416-frame audio segments, global and register tokens."""
+def _in_base_order(cls: type, fields: list[attrs.Attribute]) -> list[attrs.Attribute]:
+    """Keep a subclass's redefined fields where the base class has them (attrs moves them last), so
+    that ``cavkit components show`` and stored recipes list the parameters in the same order."""
+    order = [f.name for f in attrs.fields(cls.__mro__[1])]
+    return sorted(fields, key=lambda f: order.index(f.name) if f.name in order else len(order))
+
+
+@attrs.frozen(kw_only=True, field_transformer=_in_base_order)
+class CAVMAESyncConfig(CAVMAEConfig):
+    """CAV-MAE Sync pretraining model (spec §5): 416-frame audio segments, global and register tokens.
+
+    The same parameters as :class:`CAVMAEConfig`; only two defaults differ.
+    """
 
     audio_length: int = param(
         416, help="fbank frames T per audio segment (multiple of the patch size)", validator=at_least(1)
     )
-    image_size: int = param(224, help="image side H = W in pixels", validator=at_least(1))
-    embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
-    trainable_pos: bool = param(False, help="train the sin-cos position embeddings (upstream tr_pos)")
-    init: str | None = param(None, help=_INIT_HELP)
-    audio_tokenizer: ComponentNode | None = component(
-        "tokenizer", default_type="audio_patch", help="fbank to patch tokens"
-    )
-    visual_tokenizer: ComponentNode | None = component(
-        "tokenizer", default_type="image_patch", help="image to patch tokens"
-    )
-    audio_masker: ComponentNode | None = component("masker", default_type="unstructured", help="audio masking")
-    visual_masker: ComponentNode | None = component("masker", default_type="unstructured", help="visual masking")
     encoder: ComponentNode | None = component("encoder", default_type="sync_encoder", help="the encoder")
-    decoder: ComponentNode | None = component("decoder", default_type="mae_decoder", help="the MAE decoder")
 
 
 ClassifierMode = Literal["multimodal", "audioonly", "videoonly", "missingaudioonly", "missingvideoonly"]

@@ -137,7 +137,7 @@ def check_component(
 
     if kind not in KINDS:
         raise AssertionError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
-    runner, accepted = RUNNERS[kind]
+    runner, accepted = RUNNERS.get(kind, (None, ()))  # kinds without a run (weights) are only built
     inputs = dict(inputs or {})
     unknown = sorted(set(inputs) - set(accepted))
     if unknown:
@@ -158,5 +158,5 @@ def check_component(
             f"(cavkit.interfaces lists the context each kind receives)"
         ) from exc
     gen = torch.Generator().manual_seed(0)
-    output = runner(component, node.config, inputs, gen, where, context)
+    output = runner(component, node.config, inputs, gen, where, context) if runner else None
     return ComponentCheck(spec, node.config, component, output)

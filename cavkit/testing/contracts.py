@@ -272,6 +272,21 @@ def _run_decoder(decoder: Any, config: Any, inputs: dict, gen: Any, where: str, 
     return out
 
 
+def _run_aggregator(aggregator: Any, config: Any, inputs: dict, gen: Any, where: str, context: dict) -> Any:
+    """Frame aggregator: ``[B,K,W] -> [B,out_dim]``, each clip independent of the others."""
+    import torch
+
+    frames = inputs.get("frames", torch.randn(3, 4, context.get("dim", 96), generator=gen))
+    if hasattr(aggregator, "eval"):
+        aggregator.eval()
+    with torch.no_grad():
+        out = aggregator(frames)
+        _shape(out, (frames.shape[0], getattr(aggregator, "out_dim", out.shape[-1])), f"{where} output")
+        if not torch.allclose(aggregator(frames[:2]), out[:2], atol=1e-5):
+            raise AssertionError(f"{where}: a clip's feature depends on the other clips in the batch")
+    return out
+
+
 RunFn = Callable[[Any, Any, dict, Any, str, dict], Any]
 
 #: kind -> (runner, the ``inputs`` keys it accepts).
@@ -284,6 +299,7 @@ RUNNERS: dict[str, tuple[RunFn, tuple[str, ...]]] = {
     "tokenizer": (_run_tokenizer, ("input",)),
     "encoder": (_run_encoder, ("audio", "visual")),
     "decoder": (_run_decoder, ("joint", "ids_restore_a", "ids_restore_v", "num_audio_kept")),
+    "aggregator": (_run_aggregator, ("frames",)),
 }
 
 
@@ -304,6 +320,8 @@ def default_context(kind: str, factory: Callable[..., Any]) -> dict[str, Any]:
         return {"embed_dim": 96, **size, "trainable_pos": False}
     if kind == "encoder":
         return {"embed_dim": 96}
+    if kind == "aggregator":
+        return {"dim": 96}
     if kind == "decoder":
         return {"encoder_dim": 96, "audio_grid": (2, 4), "visual_grid": (2, 2), "audio_patch_dim": 256,
                 "visual_patch_dim": 768}
