@@ -13,7 +13,6 @@ from typing import Any, Callable
 import click
 
 from cavkit.devices import PRECISIONS
-from cavkit.errors import UsageError
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -56,7 +55,8 @@ def dataset_type_option(
 
 
 def data_params_option(help: str = "dataset parameter (repeatable), e.g. --data label_csv=labels.csv") -> Decorator:
-    """``--data KEY=VALUE`` (repeatable), collected into ``data_params``; parse with :func:`key_values`."""
+    """``--data KEY=VALUE`` (repeatable), collected into ``data_params``; parse with
+    :func:`cavkit.option_values.key_values`."""
     return click.option("--data", "data_params", multiple=True, metavar="KEY=VALUE", help=help)
 
 
@@ -72,27 +72,3 @@ def num_workers_option() -> Decorator:
     return click.option(
         "--num-workers", default=0, show_default=True, type=click.IntRange(0), help="DataLoader workers"
     )
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value read as YAML (``8`` -> int, ``true`` -> bool), else the text itself."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def key_values(items: tuple[str, ...] | list[str], option: str) -> dict[str, Any]:
-    """``("k=v", ...)`` as a dict with YAML-parsed values.
-
-    :raises UsageError: an item without ``=`` or with an empty key (named with ``option``).
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{option} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = parse_value(value)
-    return out

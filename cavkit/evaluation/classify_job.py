@@ -124,7 +124,7 @@ def classify_heads(options: ClassifyOptions, *, host: "PluginHost", recipe: Any 
     from cavkit.models.inputs import input_spec_of
 
     device = resolve_device(options.device)
-    model = load_eval_model(options.checkpoint, device)
+    model = load_eval_model(options.checkpoint, device, host=host)
     if not hasattr(model, "head") or not hasattr(model, "features"):
         raise UsageError("this checkpoint holds no classifier; fine-tune one with `cavkit train`, or use --knn K")
     inputs = input_spec_of(model)
@@ -178,7 +178,7 @@ def knn_classify(
         if uri:
             return Features.load(uri)
         if not loaded:
-            loaded.append(load_eval_model(options.checkpoint, device))
+            loaded.append(load_eval_model(options.checkpoint, device, host=host))
         source = attrs.evolve(options.source, datafile=datafile, recipe_node=recipe_data(recipe, role))
         dataset = build_eval_dataset(source, host=host, mode="eval", inputs=input_spec_of(loaded[0]), role=role)
         return extract_features(

@@ -19,12 +19,12 @@ from cavkit.cli_options import (
     datafile_option,
     dataset_type_option,
     device_option,
-    key_values,
     num_workers_option,
     precision_option,
     set_option,
 )
 from cavkit.errors import UsageError
+from cavkit.option_values import key_values
 from cavkit.plugins import get_plugin_host
 
 _DEVICE = device_option()

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cavkit.cli_options import parse_value
 from cavkit.errors import RecipeError, UsageError
 from cavkit.evaluation.sources import DataSource, build_eval_dataset, eval_loader, load_eval_model
+from cavkit.option_values import parse_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from cavkit.plugins import PluginHost
@@ -79,7 +79,7 @@ def _add_param(request: StrategyRequest, text: str, item: str) -> None:
         raise UsageError(f"--strategy {item!r}: expected NAME:key=value[,key=value], got {text!r}")
     if key in request.params:
         raise UsageError(f"--strategy {item!r}: {key!r} is given twice for {request.name}")
-    request.params[key] = parse_value(value.strip())
+    request.params[key] = parse_value(value.strip(), option="--strategy")
 
 
 def expand_all(requests: list[StrategyRequest], registered: list[str]) -> list[StrategyRequest]:
@@ -175,7 +175,7 @@ def load_features(options: RetrievalOptions, *, host: "PluginHost", device: Any)
                 features.audio[:n], features.visual[:n], labels, features.clip_ids[:n], features.embedding
             )
         return features, None
-    model = load_eval_model(options.checkpoint, device)
+    model = load_eval_model(options.checkpoint, device, host=host)
     dataset = build_eval_dataset(options.source, host=host, mode="retrieval", inputs=input_spec_of(model))
     features = extract_features(
         model,

@@ -36,15 +36,16 @@ class DataSource:
     recipe_node: dict[str, Any] | None = None
 
 
-def load_eval_model(checkpoint: str | None, device: Any) -> Any:
-    """The model to evaluate, from a checkpoint (:func:`cavkit.api.load_model`: strict, eval mode)."""
+def load_eval_model(checkpoint: str | None, device: Any, *, host: "PluginHost") -> Any:
+    """The model to evaluate, from a checkpoint (:func:`cavkit.checkpoints.load.load_model`: strict,
+    eval mode), validated against ``host``'s registry."""
     if checkpoint is None:
         raise UsageError(
             "give --checkpoint (a cavkit checkpoint or an official .pth), or --features to reuse embeddings"
         )
-    from cavkit.api import load_model
+    from cavkit.checkpoints.load import load_model
 
-    return load_model(checkpoint, device=device).eval()
+    return load_model(checkpoint, device=device, host=host).eval()
 
 
 def recipe_data(recipe: Any, role: str) -> dict[str, Any] | None:

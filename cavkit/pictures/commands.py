@@ -17,12 +17,12 @@ from cavkit.cli_options import (
     datafile_option,
     dataset_type_option,
     device_option,
-    key_values,
     precision_option,
     set_option,
 )
 from cavkit.devices import autocast_dtype, resolve_device
 from cavkit.errors import UsageError
+from cavkit.option_values import key_values
 from cavkit.plugins import get_plugin_host
 
 _CLIPS = click.option(
@@ -140,7 +140,7 @@ def inpaint_command(
     how = require_pixel_targets(checkpoint, pixel_targets)
     click.echo(f"pixel targets: {how}", err=True)
     dev = resolve_device(device)
-    model = load_picture_model(checkpoint, dev, model_overrides)
+    model = load_picture_model(checkpoint, dev, model_overrides, host=get_plugin_host())
     dataset = _dataset(model, datafile, dataset_type, data_params, mode="eval")
     items = select_items(dataset, clip_ids, num_clips)
     audio_ratios = [_ratio(r) for r in ratios]
@@ -260,7 +260,7 @@ def localize_command(
         centre=centre,
     )
     dev = resolve_device(device)
-    model = load_picture_model(checkpoint, dev, model_overrides)
+    model = load_picture_model(checkpoint, dev, model_overrides, host=get_plugin_host())
     dataset = _dataset(model, datafile, dataset_type, data_params, mode="retrieval")
     items = select_items(dataset, clip_ids, num_clips)
     summary = localize_clips(model, items, options, out_dir=out_dir, device=dev, echo=click.echo)
@@ -335,7 +335,7 @@ def embed_command(
 
     format_from_path(out_file)  # fail on a bad name before any work
     dev = resolve_device(device)
-    model = load_picture_model(checkpoint, dev, model_overrides)
+    model = load_picture_model(checkpoint, dev, model_overrides, host=get_plugin_host())
     dataset = _dataset(model, datafile, dataset_type, data_params, mode="eval" if single_frame else "retrieval")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     autocast = autocast_dtype(precision)

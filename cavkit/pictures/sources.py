@@ -80,14 +80,15 @@ def require_pixel_targets(uri: str, declared: bool) -> str:
     return "recipe: mae objective with norm_pix_loss false"
 
 
-def load_picture_model(checkpoint: str, device: Any, overrides: tuple[str, ...] = ()) -> Any:
-    """A model in eval mode on ``device`` (any checkpoint :func:`cavkit.api.load_model` reads).
+def load_picture_model(checkpoint: str, device: Any, overrides: tuple[str, ...] = (), *, host: "PluginHost") -> Any:
+    """A model in eval mode on ``device`` (any checkpoint :func:`cavkit.checkpoints.load.load_model` reads),
+    validated against ``host``'s registry.
 
     :param overrides: ``KEY=VALUE`` model settings a checkpoint cannot record (``encoder.num_heads=2``).
     """
-    from cavkit.api import load_model
+    from cavkit.checkpoints.load import load_model
 
-    return load_model(checkpoint, overrides=list(overrides), device=device).eval()
+    return load_model(checkpoint, overrides=list(overrides), device=device, host=host).eval()
 
 
 def open_dataset(
