@@ -50,6 +50,7 @@ def trajectory_command(fixture: str, overrides: tuple[str, ...], run_dir: str | 
     masking noise go in through the trainer's data plan and noise plan. Exit status: 0 within
     tolerance, 1 on the first divergence, 2 for a fixture or override that cannot be replayed.
     """
+    import math
     import tempfile
 
     import yaml
@@ -72,4 +73,7 @@ def trajectory_command(fixture: str, overrides: tuple[str, ...], run_dir: str | 
     click.echo(format_table(report))
     if report.divergence is not None:
         raise TrajectoryDivergence(f"cavkit verify: {traj.name} DIVERGED: {report.divergence}")
-    click.echo(f"cavkit verify: {traj.name} OK: every step and the final weights are within tolerance")
+    if math.isnan(report.final_max_abs):
+        click.echo(f"cavkit verify: {traj.name} OK for the {len(report.rows)} steps replayed (final weights not compared)")
+    else:
+        click.echo(f"cavkit verify: {traj.name} OK: every step and the final weights are within tolerance")

@@ -1,0 +1,133 @@
+"""``cavkit verify trajectory``: the published training loops, replayed through cavkit's engine.
+
+The two shared fixtures replay in full and must pass. Perturbed copies (one structured field of the
+json changed, tensors linked from ../shared) show that the replay is configured from the fixture's
+fields, not from constants: each must exit 1 and name the first step and quantity that diverged.
+They replay two steps only (``--set trainer.max_steps=2``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cavkit.cli import main
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "training"
+PRETRAIN, FINETUNE = SHARED / "traj_pretrain.json", SHARED / "traj_finetune.json"
+
+pytestmark = pytest.mark.skipif(
+    not PRETRAIN.is_file() or not FINETUNE.is_file(), reason=f"training-trajectory fixtures not found in {SHARED}"
+)
+
+
+def verify(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        main(["verify", "trajectory", *args])
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return done.value.code or 0, out.out, out.err
+
+
+def perturbed(tmp_path: Path, source: Path, edit) -> Path:
+    """A copy of ``source`` json with ``edit(meta)`` applied; the tensors are linked, not copied."""
+    meta = json.loads(source.read_text())
+    edit(meta)
+    for tensors in SHARED.glob("*.safetensors"):
+        target = tmp_path / tensors.name
+        try:
+            target.symlink_to(tensors)
+        except OSError:
+            shutil.copy(tensors, target)
+    path = tmp_path / source.name
+    path.write_text(json.dumps(meta))
+    return path
+
+
+def test_published_pretraining_trajectory_replays_within_tolerance(capsys):
+    code, out, err = verify(capsys, str(PRETRAIN))
+    assert code == 0, out + err
+    assert "traj_pretrain.json OK: every step and the final weights are within tolerance" in out
+    steps = [line for line in out.splitlines() if line.split()[2:3] == ["cavkit"]]
+    assert len(steps) == 18
+
+
+def test_published_finetuning_trajectory_replays_within_tolerance(capsys):
+    code, out, err = verify(capsys, str(FINETUNE))
+    assert code == 0, out + err
+    assert "traj_finetune.json OK" in out
+    assert "0.0001,0.001" in out and "5e-05,0.0005" in out  # both parameter groups, halved after epoch 1
+
+
+def test_adamw_override_diverges(capsys):
+    code, out, err = verify(capsys, str(PRETRAIN), "--set", "trainer.optimizer.name=adamw", "--set", "trainer.max_steps=2")
+    assert code == 1
+    assert "DIVERGED: first divergence at step 1 (epoch 1): loss_c" in err
+
+
+def test_contrast_weight_comes_from_the_fixture_args(tmp_path, capsys):
+    path = perturbed(tmp_path, PRETRAIN, lambda m: m["args"].update(contrast_loss_weight=0.02))
+    code, out, err = verify(capsys, str(path), "--set", "trainer.max_steps=2")
+    assert code == 1
+    assert "first divergence at step 0 (epoch 1): loss: " in err
+
+
+def test_learning_rate_comes_from_the_fixture_args(tmp_path, capsys):
+    """lr doubled in args and in every recorded step: the lr column agrees, the losses part at step 1."""
+
+    def edit(meta):
+        meta["args"]["lr"] *= 2
+        for step in meta["steps"]:
+            step["lr"] = [2 * x for x in step["lr"]]
+
+    code, out, err = verify(capsys, str(perturbed(tmp_path, PRETRAIN, edit)), "--set", "trainer.max_steps=2")
+    assert code == 1
+    assert "first divergence at step 1 (epoch 1): loss" in err
+    assert "lr[0]" not in err
+
+
+def test_recorded_lr_mismatch_is_named(tmp_path, capsys):
+    def edit(meta):
+        meta["steps"][1]["lr"] = [0.002]
+
+    code, out, err = verify(capsys, str(perturbed(tmp_path, PRETRAIN, edit)), "--set", "trainer.max_steps=2")
+    assert code == 1
+    assert "first divergence at step 1 (epoch 1): lr[0]: cavkit 0.001, published 0.002" in err
+
+
+def test_head_lr_scale_comes_from_the_fixture_args(tmp_path, capsys):
+    def edit(meta):
+        meta["args"]["head_lr"] = 20.0
+        for step in meta["steps"]:
+            step["lr"] = [step["lr"][0], 20 * step["lr"][0]]
+
+    code, out, err = verify(capsys, str(perturbed(tmp_path, FINETUNE, edit)), "--set", "trainer.max_steps=2")
+    assert code == 1
+    assert "0.0001,0.002" in out
+    assert "first divergence at step 1 (epoch 1): loss" in err
+
+
+def test_ftmode_comes_from_the_fixture_args(tmp_path, capsys):
+    path = perturbed(tmp_path, FINETUNE, lambda m: m["args"].update(ftmode="audioonly"))
+    code, out, err = verify(capsys, str(path), "--set", "trainer.max_steps=1")
+    assert code == 1
+    assert "first divergence at step 0 (epoch 1): loss" in err
+
+
+def test_label_smoothing_is_rebuilt_with_cavkit_loader_math(tmp_path, capsys):
+    path = perturbed(tmp_path, FINETUNE, lambda m: m["args"].update(label_smooth=0.2))
+    code, out, err = verify(capsys, str(path), "--set", "trainer.max_steps=1")
+    assert code == 1
+    assert "first divergence before training: training targets (label smoothing)" in err
+
+
+def test_unreplayable_fixtures_get_one_clear_message(tmp_path, capsys):
+    code, _, err = verify(capsys, str(perturbed(tmp_path, PRETRAIN, lambda m: m["args"].update(mask_mode="time"))))
+    assert code == 2
+    assert "args.mask_mode 'time'" in err and "Traceback" not in err
+    code, _, err = verify(capsys, str(tmp_path / "missing.json"))
+    assert code == 2
+    assert "no such trajectory fixture" in err
