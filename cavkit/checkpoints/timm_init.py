@@ -92,8 +92,9 @@ def _depths(own: Mapping[str, torch.Tensor]) -> tuple[int, int]:
     return len(specific), len(joint)
 
 
-def map_timm_state(timm_state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], *,
-                   source: str = "timm") -> dict[str, tuple[torch.Tensor, str]]:
+def map_timm_state(
+    timm_state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], *, source: str = "timm"
+) -> dict[str, tuple[torch.Tensor, str]]:
     """``{cavkit key: (tensor, timm source key)}`` for every model tensor the ViT initialises.
 
     :param timm_state: a timm ``VisionTransformer`` state dict (``blocks.i.*``, ``patch_embed.proj.*``,
@@ -141,11 +142,15 @@ def map_timm_state(timm_state: Mapping[str, torch.Tensor], own: Mapping[str, tor
         prefix = pos.shape[1] - target.shape[1]
         if prefix >= 0 and tuple(pos[:, prefix:].shape) == tuple(target.shape):
             put("visual_tokenizer.pos_embed", pos[:, prefix:], f"pos_embed[:, {prefix}:]")
-    bad = [f"{k}: ViT {list(t.shape)} ({o}), model {list(own[k].shape)}"
-           for k, (t, o) in mapped.items() if tuple(t.shape) != tuple(own[k].shape)]
+    bad = [
+        f"{k}: ViT {list(t.shape)} ({o}), model {list(own[k].shape)}"
+        for k, (t, o) in mapped.items()
+        if tuple(t.shape) != tuple(own[k].shape)
+    ]
     if bad:
-        raise CheckpointError(f"{source}: the ViT does not fit the model (width or patch size differ):\n  "
-                              + "\n  ".join(bad[:10]))
+        raise CheckpointError(
+            f"{source}: the ViT does not fit the model (width or patch size differ):\n  " + "\n  ".join(bad[:10])
+        )
     return mapped
 
 
@@ -182,6 +187,9 @@ def init_from_timm(model: torch.nn.Module, uri: str) -> dict[str, list[str]]:
         "ignored": [k for k in timm_state if k not in used],
     }
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"cavkit: {uri}: {len(report['loaded'])} tensors from the ViT; freshly initialised: "
-              f"{', '.join(describe_fresh(report['fresh'])) or 'nothing'}", file=sys.stderr)
+        print(
+            f"cavkit: {uri}: {len(report['loaded'])} tensors from the ViT; freshly initialised: "
+            f"{', '.join(describe_fresh(report['fresh'])) or 'nothing'}",
+            file=sys.stderr,
+        )
     return report

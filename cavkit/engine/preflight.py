@@ -14,6 +14,7 @@ with the setting it comes from and its fix, in a single :class:`PreflightError` 
 * a ``--resume`` checkpoint that does not exist;
 * the precision against the device (fp16 needs CUDA; bf16 needs a GPU that supports it);
 * a per-device batch larger than the training data;
+* a classifier's ``model.num_classes`` that disagrees with a label file (:mod:`cavkit.engine.label_count`);
 * a run directory that already holds a run (finished, or unfinished without ``--resume``).
 """
 
@@ -29,6 +30,8 @@ import attrs
 from cavkit.errors import UsageError
 
 QUICK_SAMPLE = 8
+#: what an unreachable or unknown store raises (no network, unknown protocol, backend not installed)
+_FS_ERRORS = (OSError, ValueError, ImportError)
 
 
 @attrs.frozen
@@ -61,14 +64,16 @@ def _exists(uri: str) -> bool:
 
     try:
         return storage.exists(uri)
-    except Exception:  # an unreachable store counts as missing; the message names the URI
+    except _FS_ERRORS:  # an unreachable store counts as missing; the message names the URI
         return False
 
 
 def _prepare_fix(role: str, node: Any) -> str:
     model = "cav_mae_sync" if "sync" in node.spec.name else "cav_mae"
-    return (f"prepare the clips with `cavkit prepare VIDEOS --out DIR --model {model} --labels LABELS.csv`, then "
-            f"point data.{role}.datafile at DIR/datafile.json")
+    return (
+        f"prepare the clips with `cavkit prepare VIDEOS --out DIR --model {model} --labels LABELS.csv`, then "
+        f"point data.{role}.datafile at DIR/datafile.json"
+    )
 
 
 def _check_clips(where: str, clips: list, num_frames: int, full: bool) -> list[Finding]:
@@ -92,15 +97,19 @@ def _check_clips(where: str, clips: list, num_frames: int, full: bool) -> list[F
     bad = [(clip, gone) for clip, gone in zip(chosen, results) if gone]
     if not bad:
         return []
-    first = "; ".join(f"{clip.video_id}: {gone[0]}" + (f" (+{len(gone) - 1} more files)" if len(gone) > 1 else "")
-                      for clip, gone in bad[:3])
+    first = "; ".join(
+        f"{clip.video_id}: {gone[0]}" + (f" (+{len(gone) - 1} more files)" if len(gone) > 1 else "")
+        for clip, gone in bad[:3]
+    )
     scope = f"of all {len(clips)} clips" if full else f"of {len(chosen)} sampled clips (of {len(clips)})"
-    return [Finding(
-        where,
-        f"{len(bad)} {scope} have missing audio or frame files, e.g. {first}",
-        "re-run `cavkit prepare` for those clips (it skips the prepared ones), or check the paths in the datafile"
-        + ("" if full else "; `cavkit recipe check --inputs full` counts every missing clip"),
-    )]
+    return [
+        Finding(
+            where,
+            f"{len(bad)} {scope} have missing audio or frame files, e.g. {first}",
+            "re-run `cavkit prepare` for those clips (it skips the prepared ones), or check the paths in the datafile"
+            + ("" if full else "; `cavkit recipe check --inputs full` counts every missing clip"),
+        )
+    ]
 
 
 def _check_dataset(role: str, node: Any, full: bool) -> tuple[list[Finding], int | None]:
@@ -113,8 +122,13 @@ def _check_dataset(role: str, node: Any, full: bool) -> tuple[list[Finding], int
     count = None
     weights_file = getattr(config, "weights_file", None)
     if weights_file and not _exists(weights_file):
-        findings.append(Finding(f"data.{role}.weights_file", f"{weights_file} does not exist",
-                                "remove the setting to compute the weights from the labels"))
+        findings.append(
+            Finding(
+                f"data.{role}.weights_file",
+                f"{weights_file} does not exist",
+                "remove the setting to compute the weights from the labels",
+            )
+        )
     datafile = getattr(config, "datafile", None)
     if datafile:
         if not _exists(datafile):
@@ -126,24 +140,40 @@ def _check_dataset(role: str, node: Any, full: bool) -> tuple[list[Finding], int
                 findings.append(Finding(f"data.{role}.datafile", f"unreadable: {exc}", _prepare_fix(role, node)))
             else:
                 count = len(clips)
-                findings += _check_clips(f"data.{role}.datafile {datafile}", clips,
-                                         int(getattr(config, "num_frames", 1) or 1), full)
+                findings += _check_clips(
+                    f"data.{role}.datafile {datafile}", clips, int(getattr(config, "num_frames", 1) or 1), full
+                )
     label_csv = getattr(config, "label_csv", None)
     if label_csv:
         if not _exists(label_csv):
-            findings.append(Finding(f"data.{role}.label_csv", f"{label_csv} does not exist",
-                                    "give the label CSV (index,mid,display_name) of the dataset; `cavkit prepare "
-                                    "--labels ...` writes one as DIR/labels.csv"))
+            findings.append(
+                Finding(
+                    f"data.{role}.label_csv",
+                    f"{label_csv} does not exist",
+                    "give the label CSV (index,mid,display_name) of the dataset; `cavkit prepare "
+                    "--labels ...` writes one as DIR/labels.csv",
+                )
+            )
         else:
             try:
                 load_label_csv(label_csv)
             except (DataError, OSError, ValueError) as exc:
-                findings.append(Finding(f"data.{role}.label_csv", f"unreadable: {exc}",
-                                        "expected a CSV with columns index,mid,display_name"))
+                findings.append(
+                    Finding(
+                        f"data.{role}.label_csv",
+                        f"unreadable: {exc}",
+                        "expected a CSV with columns index,mid,display_name",
+                    )
+                )
     for pattern in getattr(config, "urls", None) or []:
         if not _matches(pattern):
-            findings.append(Finding(f"data.{role}.urls", f"no shard matches {pattern}",
-                                    "write shards with `cavkit prepare ... --shards N` or fix the pattern"))
+            findings.append(
+                Finding(
+                    f"data.{role}.urls",
+                    f"no shard matches {pattern}",
+                    "write shards with `cavkit prepare ... --shards N` or fix the pattern",
+                )
+            )
     return findings, count
 
 
@@ -155,7 +185,7 @@ def _matches(pattern: str) -> bool:
     try:
         fs, path = fsspec.core.url_to_fs(pattern)
         return bool(fs.glob(path)) if any(c in path for c in "*?[") else fs.exists(path)
-    except Exception:
+    except _FS_ERRORS:
         return False
 
 
@@ -167,9 +197,11 @@ def _published_hint(uri: str) -> str:
     stem = base.rsplit(".", 1)[0].lower()
     for entry in PUBLISHED:
         if (entry.filename and entry.filename.lower() == base.lower()) or entry.name == stem:
-            hint = (f"this is the published '{entry.name}' ({entry.filename or 'see `cavkit weights list -v`'}): "
-                    f"add it to the cache with `cavkit weights get {entry.name} --file DOWNLOADED_FILE` and use "
-                    f"weights:{entry.name}, or place the file at {uri}")
+            hint = (
+                f"this is the published '{entry.name}' ({entry.filename or 'see `cavkit weights list -v`'}): "
+                f"add it to the cache with `cavkit weights get {entry.name} --file DOWNLOADED_FILE` and use "
+                f"weights:{entry.name}, or place the file at {uri}"
+            )
             if entry.name == "in-initial":
                 hint += "; or build it from timm with timm:vit_base_patch16_224.mae (spec §4.7)"
             return hint
@@ -206,12 +238,22 @@ def _check_init(where: str, uri: str) -> list[Finding]:
             return []
         name = uri.removeprefix("weights:")
         if not target.urls:
-            return [Finding(where, f"{uri} is not in the cache and no download URL is recorded for it",
-                            f"download it yourself ({target.entry.source if target.entry else ''}), then "
-                            f"`cavkit weights get {name} --file PATH`")]
+            return [
+                Finding(
+                    where,
+                    f"{uri} is not in the cache and no download URL is recorded for it",
+                    f"download it yourself ({target.entry.source if target.entry else ''}), then "
+                    f"`cavkit weights get {name} --file PATH`",
+                )
+            ]
         if offline():
-            return [Finding(where, f"{uri} is not in the cache and CAVKIT_OFFLINE is set",
-                            f"`cavkit weights get {name}` on a machine with network access")]
+            return [
+                Finding(
+                    where,
+                    f"{uri} is not in the cache and CAVKIT_OFFLINE is set",
+                    f"`cavkit weights get {name}` on a machine with network access",
+                )
+            ]
         return []  # downloaded (and verified) when the run starts
     if not _exists(uri):
         return [Finding(where, f"checkpoint {uri} does not exist", _published_hint(uri))]
@@ -235,8 +277,13 @@ def _check_precision(precision: str, device: str) -> list[Finding]:
     if device == "cuda" and not torch.cuda.is_available():
         return [Finding("--device", "cuda was requested but no CUDA device is available", "use --device cpu")]
     if precision == "fp16" and not cuda:
-        return [Finding("trainer.precision", "fp16 needs a CUDA device and this run would use the CPU",
-                        "--set trainer.precision=bf16 (or fp32) to train on the CPU, or run on a GPU machine")]
+        return [
+            Finding(
+                "trainer.precision",
+                "fp16 needs a CUDA device and this run would use the CPU",
+                "--set trainer.precision=bf16 (or fp32) to train on the CPU, or run on a GPU machine",
+            )
+        ]
     if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         return [Finding("trainer.precision", "bf16 is not supported by this GPU", "--set trainer.precision=fp16")]
     return []
@@ -249,34 +296,62 @@ def _check_run_dir(run_dir: str, resume: str | None, overwrite: bool) -> list[Fi
     if overwrite:
         return []
     if resume is not None and resume != "latest" and not _exists(resume):
-        return [Finding("--resume", f"checkpoint {resume} does not exist",
-                        "--resume latest continues the run directory's newest checkpoint")]
+        return [
+            Finding(
+                "--resume",
+                f"checkpoint {resume} does not exist",
+                "--resume latest continues the run directory's newest checkpoint",
+            )
+        ]
     if resume is None:
         finished = join(run_dir, "weights", "final.safetensors")
         if _exists(finished):
-            return [Finding("run directory", f"{run_dir} already holds a finished run ({finished})",
-                            "continue it with --resume latest (e.g. with a larger trainer.epochs), or train into "
-                            "another --run-dir")]
+            return [
+                Finding(
+                    "run directory",
+                    f"{run_dir} already holds a finished run ({finished})",
+                    "continue it with --resume latest (e.g. with a larger trainer.epochs), or train into "
+                    "another --run-dir",
+                )
+            ]
         try:
             latest = latest_checkpoint(run_dir)
-        except Exception:
+        except _FS_ERRORS:
             latest = None
         if latest is not None:
-            return [Finding("run directory", f"{run_dir} already holds an unfinished run ({latest})",
-                            "continue it with --resume latest, or train into another --run-dir")]
+            return [
+                Finding(
+                    "run directory",
+                    f"{run_dir} already holds an unfinished run ({latest})",
+                    "continue it with --resume latest, or train into another --run-dir",
+                )
+            ]
     if resume == "latest":
         try:
             latest = latest_checkpoint(run_dir)
-        except Exception:
+        except _FS_ERRORS:
             latest = None
         if latest is None:
-            return [Finding("--resume", f"latest: no checkpoint in {run_dir}/checkpoints",
-                            "start without --resume, or pass a checkpoint path")]
+            return [
+                Finding(
+                    "--resume",
+                    f"latest: no checkpoint in {run_dir}/checkpoints",
+                    "start without --resume, or pass a checkpoint path",
+                )
+            ]
     return []
 
 
-def run_findings(recipe: Any, *, run_dir: str, resume: str | None = None, device: str = "auto",
-                 world_size: int | None = None, inputs: str = "quick", overwrite: bool = False) -> list[Finding]:
+def run_findings(
+    recipe: Any,
+    *,
+    run_dir: str,
+    resume: str | None = None,
+    device: str = "auto",
+    world_size: int | None = None,
+    inputs: str = "quick",
+    overwrite: bool = False,
+) -> list[Finding]:
     """Every problem that would stop (or spoil) a training run of ``recipe``; see the module docstring.
 
     :param inputs: ``quick`` (probe a few clips per datafile) or ``full`` (every clip).
@@ -293,6 +368,9 @@ def run_findings(recipe: Any, *, run_dir: str, resume: str | None = None, device
             findings += found
             if role == "train":
                 train_count = count
+    from cavkit.engine.label_count import label_count_findings
+
+    findings += label_count_findings(recipe)
     for where, uri in _init_settings(recipe):
         if resume is None:  # a resumed run loads its own weights
             findings += _check_init(where, uri)
@@ -300,12 +378,14 @@ def run_findings(recipe: Any, *, run_dir: str, resume: str | None = None, device
     world = world_size or int(os.environ.get("WORLD_SIZE", "1") or 1)
     per_step = recipe.trainer.batch_size * world
     if train_count is not None and train_count < per_step:
-        findings.append(Finding(
-            "trainer.batch_size",
-            f"{recipe.trainer.batch_size} per device x {world} device(s) = {per_step} clips per step, but data.train "
-            f"has {train_count} clips",
-            f"--set trainer.batch_size={max(train_count // world, 1)} or use more data",
-        ))
+        findings.append(
+            Finding(
+                "trainer.batch_size",
+                f"{recipe.trainer.batch_size} per device x {world} device(s) = {per_step} clips per step, but data.train "
+                f"has {train_count} clips",
+                f"--set trainer.batch_size={max(train_count // world, 1)} or use more data",
+            )
+        )
     findings += _check_run_dir(run_dir, resume, overwrite)
     return _merge(findings)
 

@@ -146,8 +146,12 @@ def check_cached(path: Path, expected_sha256: str | None, *, rehash: bool = Fals
             f"{path}: SHA-256 mismatch: expected {wanted}, the cached file has {actual} (it changed or is "
             f"corrupt); fetch it again with `cavkit weights get {ref} --force`"
         )
-    return stamp(path, actual, record.origin if record else str(path), expected_sha256 is not None or bool(
-        record and record.pinned))
+    return stamp(
+        path,
+        actual,
+        record.origin if record else str(path),
+        expected_sha256 is not None or bool(record and record.pinned),
+    )
 
 
 def remove(path: Path) -> None:

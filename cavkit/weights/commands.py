@@ -45,8 +45,13 @@ def weights_list(verbose: bool) -> None:
 
 @weights_group.command("get")
 @click.argument("ref", metavar="NAME|URL")
-@click.option("--file", "file", default=None, metavar="PATH",
-              help="Add a file you downloaded yourself to the cache under NAME (hash-checked when known).")
+@click.option(
+    "--file",
+    "file",
+    default=None,
+    metavar="PATH",
+    help="Add a file you downloaded yourself to the cache under NAME (hash-checked when known).",
+)
 @click.option("--url", default=None, metavar="URL[#sha256=HEX]", help="Download NAME from this address.")
 @click.option("--force", is_flag=True, help="Fetch again even if the cache already holds the file.")
 def weights_get(ref: str, file: str | None, url: str | None, force: bool) -> None:

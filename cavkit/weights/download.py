@@ -95,8 +95,10 @@ def download(
         resume), or a hash / size mismatch (download deleted).
     """
     if offline():
-        raise CheckpointError(f"{url}: not in the cache and CAVKIT_OFFLINE is set; fetch it on a machine with "
-                              f"network access (`cavkit weights get`) or copy it in with `--file`")
+        raise CheckpointError(
+            f"{url}: not in the cache and CAVKIT_OFFLINE is set; fetch it on a machine with "
+            f"network access (`cavkit weights get`) or copy it in with `--file`"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = cache.part_path(dest)
     offset = part.stat().st_size if part.exists() else 0
@@ -112,8 +114,15 @@ def download(
             if total and int(total.group(1)) == offset:
                 return _finish(url, dest, _hash_existing(part, offset), offset, expected_sha256, expected_size)
             _discard_part(dest)
-            return download(url, dest, expected_sha256=expected_sha256, expected_size=expected_size,
-                            label=label, timeout=timeout, progress=progress)
+            return download(
+                url,
+                dest,
+                expected_sha256=expected_sha256,
+                expected_size=expected_size,
+                label=label,
+                timeout=timeout,
+                progress=progress,
+            )
         raise CheckpointError(f"{url}: download failed: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -145,10 +154,19 @@ def download(
         error: str | None = None
         from tqdm import tqdm
 
-        with open(part, "ab" if offset else "wb") as fh, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=label or cache.url_filename(url), disable=None if progress else True, file=sys.stderr,
-        ) as bar:
+        with (
+            open(part, "ab" if offset else "wb") as fh,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=label or cache.url_filename(url),
+                disable=None if progress else True,
+                file=sys.stderr,
+            ) as bar,
+        ):
             try:
                 while chunk := response.read(_CHUNK):
                     fh.write(chunk)
@@ -186,8 +204,9 @@ def _finish(url, dest: Path, digest, size: int, expected_sha256, expected_size) 
     return record
 
 
-def import_file(source: str, dest: Path, *, expected_sha256: str | None = None,
-                expected_size: int | None = None) -> cache.Record:
+def import_file(
+    source: str, dest: Path, *, expected_sha256: str | None = None, expected_size: int | None = None
+) -> cache.Record:
     """Copy a file the user fetched by hand (any fsspec URI) into the cache, checked like a download."""
     import fsspec
 

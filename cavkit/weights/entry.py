@@ -56,7 +56,7 @@ class WeightsEntry:
     licence: str = ""
     citation: str = ""
 
-    def __call__(self, *_args, **_context) -> "WeightsEntry":
+    def __call__(self, *_args, **_context) -> WeightsEntry:
         """The registry's factory protocol: building a ``weights`` component yields its entry."""
         return self
 
@@ -84,7 +84,7 @@ class UrlRef:
 
 def is_weights_ref(uri: str) -> bool:
     """Whether ``uri`` is fetched through the weights cache (``weights:NAME`` or an http(s) URL)."""
-    return isinstance(uri, str) and (uri.startswith(WEIGHTS_SCHEME) or uri.startswith(("http://", "https://")))
+    return isinstance(uri, str) and (uri.startswith((WEIGHTS_SCHEME, "http://", "https://")))
 
 
 def parse_url(uri: str) -> UrlRef:

@@ -118,8 +118,14 @@ def _fetch_locked(target: Target, *, force: bool, progress: bool) -> Path:
     errors = []
     for url in target.urls:
         try:
-            download(url, target.path, expected_sha256=target.sha256, expected_size=target.size,
-                     label=target.ref.removeprefix(WEIGHTS_SCHEME), progress=progress)
+            download(
+                url,
+                target.path,
+                expected_sha256=target.sha256,
+                expected_size=target.size,
+                label=target.ref.removeprefix(WEIGHTS_SCHEME),
+                progress=progress,
+            )
             return target.path
         except CheckpointError as exc:
             errors.append(str(exc))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ def _files_under(root):
 def test_download_is_verified_recorded_and_then_used_offline(server, weights_cache, monkeypatch):
     server.files["x.pth"] = PAYLOAD
     path = resolve_checkpoint_uri(f"{server.url('x.pth')}#sha256={SHA}")
-    assert open(path, "rb").read() == PAYLOAD
+    assert Path(path).read_bytes() == PAYLOAD
     record = cache.read_record(cache.path_for_url(server.url("x.pth")))
     assert record.sha256 == SHA and record.pinned and record.size == len(PAYLOAD)
     assert not [p for p in _files_under(weights_cache) if p.endswith(".part")]
@@ -54,13 +55,15 @@ def test_connection_dropped_half_way_keeps_only_a_part_file_then_resumes_with_ra
     half = len(PAYLOAD) // 2
     server.drop_after["x.pth"] = half
     ref = f"{server.url('x.pth')}#sha256={SHA}"
-    with pytest.raises(CheckpointError, match=f"interrupted after {half} of {len(PAYLOAD)} bytes.*run the same command"):
+    with pytest.raises(
+        CheckpointError, match=f"interrupted after {half} of {len(PAYLOAD)} bytes.*run the same command"
+    ):
         resolve_checkpoint_uri(ref)
     final = cache.path_for_url(server.url("x.pth"))
     assert not final.exists() and not cache.record_path(final).exists()
     assert cache.part_path(final).stat().st_size == half
     path = resolve_checkpoint_uri(ref)
-    assert open(path, "rb").read() == PAYLOAD
+    assert Path(path).read_bytes() == PAYLOAD
     (_, first_range, _), (_, second_range, if_range) = server.gets("x.pth")
     assert first_range is None and second_range == f"bytes={half}-"
     assert if_range == '"' + SHA[:16] + '"'  # the validator of the first response
@@ -75,7 +78,7 @@ def test_a_file_that_changed_on_the_server_restarts_instead_of_splicing(server):
     changed = PAYLOAD[::-1]
     server.files["x.pth"] = changed
     path = resolve_checkpoint_uri(server.url("x.pth"))
-    assert open(path, "rb").read() == changed  # If-Range did not match: the server sent the whole new file
+    assert Path(path).read_bytes() == changed  # If-Range did not match: the server sent the whole new file
     assert cache.read_record(cache.path_for_url(server.url("x.pth"))).sha256 == hashlib.sha256(changed).hexdigest()
 
 
@@ -112,7 +115,7 @@ def test_processes_fetching_one_file_at_once_download_it_once(server):
     def worker():
         try:
             paths.append(resolve_checkpoint_uri(ref))
-        except Exception as exc:  # collected and reported by the assert below
+        except CheckpointError as exc:  # collected and reported by the assert below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
@@ -120,5 +123,5 @@ def test_processes_fetching_one_file_at_once_download_it_once(server):
         t.start()
     for t in threads:
         t.join()
-    assert errors == [] and len(set(paths)) == 1 and open(paths[0], "rb").read() == PAYLOAD
+    assert errors == [] and len(set(paths)) == 1 and Path(paths[0]).read_bytes() == PAYLOAD
     assert len(server.gets("x.pth")) == 1

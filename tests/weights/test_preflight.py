@@ -22,8 +22,11 @@ def test_the_shipped_sync_recipe_on_a_fresh_machine_lists_everything_at_once(tmp
     assert result.exit_code == 2
     err = result.stderr
     assert "Traceback" not in err and "problems before training (nothing was started)" in err
-    for datafile in ("data/audioset/audioset_2m_cleaned.json", "data/audioset/audioset_eval_cleaned.json",
-                     "data/vggsound/vgg_test_5_per_class_for_retrieval.json"):
+    for datafile in (
+        "data/audioset/audioset_2m_cleaned.json",
+        "data/audioset/audioset_eval_cleaned.json",
+        "data/vggsound/vgg_test_5_per_class_for_retrieval.json",
+    ):
         assert f"{datafile} does not exist" in err
     assert err.count("`cavkit prepare VIDEOS --out DIR --model cav_mae_sync") == 3
     assert "data.train.label_csv, data.val.label_csv: data/audioset/class_labels_indices.csv does not exist" in err
@@ -58,11 +61,25 @@ def _write_clips(root: Path, names: list[str], num_frames: int, missing: dict[st
 def _recipe(tmp_path: Path, datafile: Path, **trainer) -> Path:
     recipe = {
         "cavkit": 1,
-        "model": {"type": "cav_mae", "audio_length": 64, "image_size": 32, "embed_dim": 32,
-                  "encoder": {"depth": 1, "num_heads": 2}, "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
+        "model": {
+            "type": "cav_mae",
+            "audio_length": 64,
+            "image_size": 32,
+            "embed_dim": 32,
+            "encoder": {"depth": 1, "num_heads": 2},
+            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+        },
         "objectives": [{"type": "mae", "weight": 1.0}],
-        "data": {"train": {"type": "cav_mae", "datafile": str(datafile), "label_csv": str(datafile.parent / "labels.csv"),
-                           "num_frames": 2, "target_length": 64, "image_size": 32}},
+        "data": {
+            "train": {
+                "type": "cav_mae",
+                "datafile": str(datafile),
+                "label_csv": str(datafile.parent / "labels.csv"),
+                "num_frames": 2,
+                "target_length": 64,
+                "image_size": 32,
+            }
+        },
         "trainer": {"batch_size": 4, "precision": "fp32", **trainer},
         "run": {"dir": str(tmp_path / "run")},
     }
@@ -96,7 +113,9 @@ def test_batch_init_and_finished_run_problems_come_together(tmp_path, monkeypatc
     recipe = _recipe(tmp_path, datafile, batch_size=8, init="weights:cav-mae-scale++")
     result = run_cli(["train", str(recipe), "--device", "cpu"])
     assert result.exit_code == 2 and "3 problems before training" in result.stderr
-    assert "trainer.batch_size: 8 per device x 1 device(s) = 8 clips per step, but data.train has 3 clips" in result.stderr
+    assert (
+        "trainer.batch_size: 8 per device x 1 device(s) = 8 clips per step, but data.train has 3 clips" in result.stderr
+    )
     assert "--set trainer.batch_size=3" in result.stderr
     assert "weights:cav-mae-scale++ is not in the cache and no download URL is recorded" in result.stderr
     assert "`cavkit weights get cav-mae-scale++ --file PATH`" in result.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,8 +20,14 @@ from cavkit.testing import plugin_host, run_cli
 from cavkit.weights import WeightsEntry, cache, register_weights
 
 HEADS = ["--set", "encoder.num_heads=2", "--set", "decoder.num_heads=2"]
-TINY = {"type": "cav_mae", "audio_length": 32, "image_size": 32, "embed_dim": 32,
-        "encoder": {"depth": 1, "num_heads": 2}, "decoder": {"embed_dim": 16, "depth": 1, "num_heads": 2}}
+TINY = {
+    "type": "cav_mae",
+    "audio_length": 32,
+    "image_size": 32,
+    "embed_dim": 32,
+    "encoder": {"depth": 1, "num_heads": 2},
+    "decoder": {"embed_dim": 16, "depth": 1, "num_heads": 2},
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +72,17 @@ def _plugin_with(url: str, sha: str | None):
 
     @cavkit.hookimpl
     def cavkit_register_components(registry):
-        register_weights(registry, WeightsEntry(name="tiny-test", summary="a test checkpoint", urls=(url,),
-                                                sha256=sha, model="cav_mae (tiny)", citation="nobody"))
+        register_weights(
+            registry,
+            WeightsEntry(
+                name="tiny-test",
+                summary="a test checkpoint",
+                urls=(url,),
+                sha256=sha,
+                model="cav_mae (tiny)",
+                citation="nobody",
+            ),
+        )
 
     module.cavkit_register_components = cavkit_register_components
     return module
@@ -100,7 +116,7 @@ def test_verify_catches_a_corrupted_cached_file_and_it_is_never_used_again(serve
     got = run_cli(["weights", "get", "tiny-test"], host=host)
     assert got.exit_code == 0, got.stderr
     path = got.stdout.strip()
-    assert open(path, "rb").read() == data and "hash recorded" in got.stderr
+    assert Path(path).read_bytes() == data and "hash recorded" in got.stderr
     with open(path, "r+b") as fh:  # flip one byte in place, keeping the size
         fh.seek(100)
         byte = fh.read(1)
@@ -116,8 +132,7 @@ def test_verify_catches_a_corrupted_cached_file_and_it_is_never_used_again(serve
         set_plugin_host(None)
 
 
-def test_a_published_entry_without_url_says_how_to_add_it_and_then_works_offline(official_bytes, tmp_path,
-                                                                                 monkeypatch):
+def test_a_published_entry_without_url_says_how_to_add_it_and_then_works_offline(official_bytes, tmp_path, monkeypatch):
     missing = run_cli(["weights", "get", "in-initial"])
     assert missing.exit_code == 2
     assert "no download URL is recorded" in missing.stderr and "--file PATH" in missing.stderr

@@ -26,8 +26,14 @@ def _check_mapping(model, vit, specific, joint):
     own = model.state_dict()
     for i in range(specific):
         for stack in ("blocks_a", "blocks_v"):
-            for part in ("norm1.weight", "attn.qkv.weight", "attn.proj.bias", "norm2.bias", "mlp.fc1.weight",
-                         "mlp.fc2.bias"):
+            for part in (
+                "norm1.weight",
+                "attn.qkv.weight",
+                "attn.proj.bias",
+                "norm2.bias",
+                "mlp.fc1.weight",
+                "mlp.fc2.bias",
+            ):
                 assert torch.equal(own[f"encoder.{stack}.{i}.{part}"], vit[f"blocks.{i}.{part}"]), (stack, i, part)
     for j in range(joint):
         src = f"blocks.{specific + j}"
@@ -49,8 +55,13 @@ def _check_mapping(model, vit, specific, joint):
 
 def test_cav_mae_from_a_small_vit_maps_every_tensor_and_reports_the_fresh_parts(tmp_path):
     path, vit = _saved_vit(tmp_path, "vit_tiny_patch16_224")  # 12 blocks, width 192, 3 heads
-    node = {"type": "cav_mae", "audio_length": 64, "embed_dim": 192, "encoder": {"depth": 10, "joint_depth": 2,
-            "num_heads": 3}, "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}}
+    node = {
+        "type": "cav_mae",
+        "audio_length": 64,
+        "embed_dim": 192,
+        "encoder": {"depth": 10, "joint_depth": 2, "num_heads": 3},
+        "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+    }
     torch.manual_seed(0)
     model = build_model_node(node).build()
     fresh_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("decoder.")}
@@ -71,8 +82,9 @@ def test_cav_mae_from_a_small_vit_maps_every_tensor_and_reports_the_fresh_parts(
 def test_sync_model_from_the_vit_b_mae_config_through_model_init(tmp_path, capsys):
     """The published shape: ViT-B/16 (MAE variant name) into the released Sync configuration (11 + 1)."""
     path, vit = _saved_vit(tmp_path, "vit_base_patch16_224.mae")
-    model = build_model_node({"type": "cav_mae_sync", "audio_length": 416,
-                              "init": f"timm:vit_base_patch16_224.mae={path}"}).build()
+    model = build_model_node(
+        {"type": "cav_mae_sync", "audio_length": 416, "init": f"timm:vit_base_patch16_224.mae={path}"}
+    ).build()
     _check_mapping(model, vit, specific=11, joint=1)
     message = capsys.readouterr().err
     assert "freshly initialised:" in message and "register tokens" in message and "global tokens" in message
@@ -80,15 +92,29 @@ def test_sync_model_from_the_vit_b_mae_config_through_model_init(tmp_path, capsy
 
 def test_depth_or_width_that_does_not_fit_is_one_clear_error(tmp_path):
     path, _ = _saved_vit(tmp_path, "vit_tiny_patch16_224")
-    small = build_model_node({"type": "cav_mae", "audio_length": 64, "embed_dim": 192,
-                              "encoder": {"depth": 3, "num_heads": 3},
-                              "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}}).build()
+    small = build_model_node(
+        {
+            "type": "cav_mae",
+            "audio_length": 64,
+            "embed_dim": 192,
+            "encoder": {"depth": 3, "num_heads": 3},
+            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+        }
+    ).build()
     with pytest.raises(CheckpointError, match=r"the ViT has 12 blocks, the model needs 3 modality-specific \+ 1 joint"):
         init_from_checkpoint(small, f"timm:vit_tiny_patch16_224={path}")
-    wide = build_model_node({"type": "cav_mae", "audio_length": 64, "embed_dim": 64,
-                             "encoder": {"depth": 11, "num_heads": 2},
-                             "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}}).build()
-    with pytest.raises(CheckpointError, match=r"(?s)does not fit the model.*qkv.weight: ViT \[576, 192\].*model \[192, 64\]"):
+    wide = build_model_node(
+        {
+            "type": "cav_mae",
+            "audio_length": 64,
+            "embed_dim": 64,
+            "encoder": {"depth": 11, "num_heads": 2},
+            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+        }
+    ).build()
+    with pytest.raises(
+        CheckpointError, match=r"(?s)does not fit the model.*qkv.weight: ViT \[576, 192\].*model \[192, 64\]"
+    ):
         init_from_checkpoint(wide, f"timm:vit_tiny_patch16_224={path}")
     with pytest.raises(CheckpointError, match="checkpoint file not found"):
         init_from_checkpoint(small, f"timm:vit_tiny_patch16_224={tmp_path / 'nope.pth'}")
