@@ -29,6 +29,15 @@ def precision_option(help: str = "autocast precision of the forward passes") -> 
     return click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help=help)
 
 
+def embedding_option(
+    help: str = "global tokens (Sync), mean-pooled patches (CAV-MAE), or auto (global when the model has them)",
+) -> Decorator:
+    """``--embedding auto|global|pooled`` (see :mod:`cavkit.evaluation.features`)."""
+    return click.option(
+        "--embedding", type=click.Choice(["auto", "global", "pooled"]), default="auto", show_default=True, help=help
+    )
+
+
 def checkpoint_option(
     *, required: bool = False, help: str = "model checkpoint: a cavkit checkpoint/weights file or an official .pth"
 ) -> Decorator:

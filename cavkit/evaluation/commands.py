@@ -19,6 +19,7 @@ from cavkit.cli_options import (
     datafile_option,
     dataset_type_option,
     device_option,
+    embedding_option,
     num_workers_option,
     precision_option,
     set_option,
@@ -101,13 +102,7 @@ def _write_json(uri: str, data: dict[str, Any]) -> None:
     show_default=True,
     help="strict: a tie counts against the query; upstream: the published compute_metrics",
 )
-@click.option(
-    "--embedding",
-    type=click.Choice(["auto", "global", "pooled"]),
-    default="auto",
-    show_default=True,
-    help="global tokens (Sync), mean-pooled patches (CAV-MAE), or auto",
-)
+@embedding_option()
 @click.option(
     "--index",
     "use_index",
@@ -252,7 +247,7 @@ def retrieval_command(
     show_default=True,
     help="kNN: which embeddings vote (both: concatenation of the two)",
 )
-@click.option("--embedding", type=click.Choice(["auto", "global", "pooled"]), default="auto", show_default=True)
+@embedding_option()
 @click.option("--samples", type=click.IntRange(1), help="use only the first N evaluation clips")
 @click.option("--json", "json_uri", help="write the metrics as JSON here")
 @_BATCH

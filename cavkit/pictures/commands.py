@@ -17,6 +17,7 @@ from cavkit.cli_options import (
     datafile_option,
     dataset_type_option,
     device_option,
+    embedding_option,
     precision_option,
     set_option,
 )
@@ -180,12 +181,8 @@ def inpaint_command(
 @_data_options
 @_CLIPS
 @_NUM_CLIPS
-@click.option(
-    "--embedding",
-    type=click.Choice(["auto", "global", "pooled"]),
-    default="auto",
-    show_default=True,
-    help="audio embedding to prompt with (auto: the Sync global token when the model has one, else pooled)",
+@embedding_option(
+    help="audio embedding to prompt with (auto: the Sync global token when the model has one, else pooled)"
 )
 @click.option(
     "--animation",
