@@ -174,3 +174,23 @@ def test_components_list_keeps_long_qualified_ids_apart_from_their_summary():
     rows = [row for row in result.stdout.splitlines()[1:] if row.startswith("    ")]
     starts = {row.index(row.split(None, 1)[1], 4 + len(row.split()[0])) for row in rows}
     assert len(rows) == 6 and len(starts) == 1  # one summary column for every strategy
+
+
+def test_one_device_helper_and_precision_map():
+    import torch
+
+    from cavkit.devices import autocast_dtype, resolve_device
+    from cavkit.errors import UsageError
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UsageError, match="'gpu0' is not a device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA device is available here; use --device cpu"):
+            resolve_device("cuda:1")
+    assert [autocast_dtype(p) for p in ("fp32", "fp16", "bf16")] == [None, torch.float16, torch.bfloat16]
+    with pytest.raises(UsageError, match="precision 'fp8' is not one of fp32, fp16, bf16"):
+        autocast_dtype("fp8")
+    bad = run_cli(["embed", "--checkpoint", "x.pth", "--dataset-type", "synthetic", "--out", "x.npz", "--device", "gpu0"])
+    assert bad.exit_code == 2 and "--device 'gpu0' is not a device" in bad.stderr
