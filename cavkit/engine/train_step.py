@@ -16,8 +16,6 @@ from torch import nn
 from cavkit.engine.dist import DistInfo
 from cavkit.interfaces import ModelOutput
 
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 def objective_labels(nodes: list[Any]) -> list[str]:
     """Unique names for the recipe's objectives: ``name:`` if given, else ``type`` (``mae``, ``mae_2``)."""
@@ -80,9 +78,12 @@ def scalar(value: Any, device: torch.device) -> torch.Tensor:
 
 def autocast(precision: str, device: torch.device):
     """The autocast context of ``trainer.precision`` (``fp32``: none)."""
-    if precision == "fp32":
+    from cavkit.devices import autocast_dtype
+
+    dtype = autocast_dtype(precision)
+    if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=_DTYPES[precision])
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def unused_parameters(train_step: TrainStep, batch: dict[str, Any], *, precision: str, device: torch.device) -> list[str]:

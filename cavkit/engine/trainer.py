@@ -372,7 +372,10 @@ class Trainer:
     def _finish(self) -> None:
         """Final weights (and averaged weights), then the end-of-training evaluation."""
         if self.dist.is_rank_zero:
-            meta = {"step": str(self.step), "recipe": self.recipe_yaml()}
+            from cavkit.models.inputs import input_metadata
+
+            inputs = input_metadata(self.model, self.recipe.model)  # the model's declared inputs
+            meta = {"step": str(self.step), "recipe": self.recipe_yaml(), **inputs}
             final = ckpt.join(self.run_dir, "weights", "final.safetensors")
             ckpt.save_weights(self.model.state_dict(), final, meta)
             self.result["final_weights"] = final
