@@ -33,6 +33,12 @@ class Clip:
 
 def load_datafile(uri: str, *, limit: int | None = None) -> list[Clip]:
     """Read a datafile; ``limit`` keeps the first n entries (Sync's ``num_samples``)."""
+    entries, base = read_datafile_entries(uri, limit=limit)
+    return [clip_from_entry(entry, base, i, uri) for i, entry in enumerate(entries)]
+
+
+def read_datafile_entries(uri: str, *, limit: int | None = None) -> tuple[list[dict], str]:
+    """The raw entries of a datafile (the first ``limit``) and the folder relative paths resolve against."""
     try:
         raw = storage.read_bytes(uri)
     except FileNotFoundError:
@@ -41,22 +47,21 @@ def load_datafile(uri: str, *, limit: int | None = None) -> list[Clip]:
         entries = json.loads(raw)["data"]
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"datafile {uri} is not a datafile JSON with a 'data' list ({exc})") from None
-    base = storage.parent(uri)
-    clips = []
-    for i, entry in enumerate(entries[:limit] if limit is not None else entries):
-        try:
-            labels = tuple(s for s in str(entry.get("labels", "")).split(",") if s)
-            clips.append(
-                Clip(
-                    video_id=str(entry["video_id"]),
-                    wav=storage.resolve(str(entry["wav"]), base),
-                    video_path=storage.resolve(str(entry.get("video_path", "")), base),
-                    labels=labels,
-                )
-            )
-        except KeyError as exc:
-            raise DataError(f"datafile {uri}: entry {i} lacks the key {exc.args[0]!r}") from None
-    return clips
+    return (entries[:limit] if limit is not None else entries), storage.parent(uri)
+
+
+def clip_from_entry(entry: dict, base: str, index: int, uri: str) -> Clip:
+    """Entry ``index`` of datafile ``uri`` as a :class:`Clip` with paths resolved against ``base``."""
+    try:
+        labels = tuple(s for s in str(entry.get("labels", "")).split(",") if s)
+        return Clip(
+            video_id=str(entry["video_id"]),
+            wav=storage.resolve(str(entry["wav"]), base),
+            video_path=storage.resolve(str(entry.get("video_path", "")), base),
+            labels=labels,
+        )
+    except KeyError as exc:
+        raise DataError(f"datafile {uri}: entry {index} lacks the key {exc.args[0]!r}") from None
 
 
 class ClipTable:

@@ -76,17 +76,25 @@ def _prepare_fix(role: str, node: Any) -> str:
     )
 
 
-def _check_clips(where: str, clips: list, num_frames: int, full: bool) -> list[Finding]:
-    """Probe the audio and frame files of a sample of ``clips`` (all of them when ``full``)."""
-    if not clips:
+def _sample(count: int) -> list[int]:
+    """``QUICK_SAMPLE`` indices spread evenly over ``count`` entries, plus the last one."""
+    step = max(count // QUICK_SAMPLE, 1)
+    chosen = list(range(0, count, step))[:QUICK_SAMPLE]
+    return chosen if chosen[-1] == count - 1 else [*chosen, count - 1]
+
+
+def _check_clips(where: str, uri: str, entries: list, base: str, num_frames: int, full: bool) -> list[Finding]:
+    """Probe the audio and frame files of a sample of the datafile's entries (all of them when ``full``).
+
+    Only the probed entries become :class:`Clip` objects: building millions of them costs more than
+    reading the JSON.
+    """
+    from cavkit.data.datafile import clip_from_entry
+
+    if not entries:
         return [Finding(where, "the datafile lists no clips", "prepare data with `cavkit prepare`")]
-    if full:
-        chosen = clips
-    else:
-        step = max(len(clips) // QUICK_SAMPLE, 1)
-        chosen = clips[::step][:QUICK_SAMPLE]
-        if clips[-1] not in chosen:
-            chosen.append(clips[-1])
+    indices = range(len(entries)) if full else _sample(len(entries))
+    chosen = [clip_from_entry(entries[i], base, i, uri) for i in indices]
 
     def missing(clip) -> list[str]:
         uris = [clip.wav] + [clip.frame_uri(i) for i in range(num_frames)]
@@ -101,7 +109,7 @@ def _check_clips(where: str, clips: list, num_frames: int, full: bool) -> list[F
         f"{clip.video_id}: {gone[0]}" + (f" (+{len(gone) - 1} more files)" if len(gone) > 1 else "")
         for clip, gone in bad[:3]
     )
-    scope = f"of all {len(clips)} clips" if full else f"of {len(chosen)} sampled clips (of {len(clips)})"
+    scope = f"of all {len(entries)} clips" if full else f"of {len(chosen)} sampled clips (of {len(entries)})"
     return [
         Finding(
             where,
@@ -114,7 +122,7 @@ def _check_clips(where: str, clips: list, num_frames: int, full: bool) -> list[F
 
 def _check_dataset(role: str, node: Any, full: bool) -> tuple[list[Finding], int | None]:
     """Files of one ``data.<role>`` node; returns findings and its clip count (``None`` if unknown)."""
-    from cavkit.data.datafile import load_datafile, load_label_csv
+    from cavkit.data.datafile import load_label_csv, read_datafile_entries
     from cavkit.errors import DataError
 
     config = node.config
@@ -135,14 +143,12 @@ def _check_dataset(role: str, node: Any, full: bool) -> tuple[list[Finding], int
             findings.append(Finding(f"data.{role}.datafile", f"{datafile} does not exist", _prepare_fix(role, node)))
         else:
             try:
-                clips = load_datafile(datafile, limit=getattr(config, "limit", None))
+                entries, base = read_datafile_entries(datafile, limit=getattr(config, "limit", None))
+                count = len(entries)
+                frames = int(getattr(config, "num_frames", 1) or 1)
+                findings += _check_clips(f"data.{role}.datafile {datafile}", datafile, entries, base, frames, full)
             except (DataError, OSError) as exc:
                 findings.append(Finding(f"data.{role}.datafile", f"unreadable: {exc}", _prepare_fix(role, node)))
-            else:
-                count = len(clips)
-                findings += _check_clips(
-                    f"data.{role}.datafile {datafile}", clips, int(getattr(config, "num_frames", 1) or 1), full
-                )
     label_csv = getattr(config, "label_csv", None)
     if label_csv:
         if not _exists(label_csv):
