@@ -144,3 +144,11 @@ def test_the_checkpoint_stores_the_declaration_and_old_files_derive_it(tmp_path)
     save_file(load_file(checkpoint), str(bad), metadata={**meta, "inputs": '{"layout": "sideways"}'})
     with pytest.raises(CheckpointError, match="stored input declaration"):
         load_model(str(bad), host=host)
+
+
+def test_training_writes_the_declaration_into_its_weights(tiny_weights):
+    from safetensors import safe_open
+
+    with safe_open(tiny_weights, "pt") as fh:
+        stored = InputSpec.from_json(fh.metadata()["inputs"])
+    assert stored == InputSpec(layout="frame_segments", audio_length=32, image_size=32, global_tokens=True)
