@@ -35,7 +35,7 @@ def lookup(name: str) -> WeightsEntry:
 
 
 def entries() -> list[WeightsEntry]:
-    """Every registered entry, in registration order of the plugins."""
+    """Every registered entry, sorted by name."""
     from cavkit.plugins import get_plugin_host
 
     return [spec.factory_callable() for spec in get_plugin_host().registry.specs("weights")]
