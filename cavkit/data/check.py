@@ -18,7 +18,6 @@ from cavkit.data import datafile as df
 from cavkit.data import storage
 from cavkit.data.audio import MIN_SAMPLES, AudioDecodeError, TruncatedAudioError, decode_audio, samples_at_16k
 
-
 #: Every status a file can get, in report order.
 STATUSES = ("ok", "missing", "empty", "truncated", "too short", "unreadable")
 

@@ -229,10 +229,11 @@ def recorded_settings(out: str) -> dict | None:
             continue
         try:
             recorded = json.loads(storage.read_bytes(uri))
-            if not isinstance(recorded, dict):
-                raise ValueError("not a JSON object")
         except ValueError as exc:
-            raise UsageError(f"{uri} is unreadable ({exc}); delete it and prepare with --overwrite") from None
+            recorded = f"not JSON: {exc}"
+        if not isinstance(recorded, dict):
+            detail = recorded if isinstance(recorded, str) else "not a JSON object"
+            raise UsageError(f"{uri} is unreadable ({detail}); delete it and prepare with --overwrite")
         return recorded if keys is None else {k: recorded[k] for k in keys if k in recorded}
     return None
 

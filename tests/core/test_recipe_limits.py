@@ -25,7 +25,7 @@ def _limit_memory() -> None:
 
 def cavkit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cavkit", *args], capture_output=True, text=True, timeout=timeout, preexec_fn=_limit_memory
+        [sys.executable, "-m", "cavkit", *args], check=False, capture_output=True, text=True, timeout=timeout, preexec_fn=_limit_memory
     )
 
 
