@@ -1,10 +1,13 @@
 """Reading a recipe: YAML (safe loading only) through fsspec, ``base:`` merging, ``--set`` overrides.
 
-A recipe is plain data. ``base: parent.yaml`` (resolved relative to the recipe) is deep-merged
-first: mappings merge key by key, everything else (lists, scalars) is replaced, and a node that
-changes its ``type:`` replaces the parent's node whole, so parameters of another component never
-leak in. ``--set a.b.c=value`` parses ``value`` as YAML and goes through the same validation as the
-file, so a typo in an override gets the same did-you-mean message.
+A recipe is plain data. ``base: parent.yaml`` (resolved relative to the directory of the recipe
+that names it) is deep-merged first: mappings merge key by key, everything else (lists, scalars) is
+replaced, and a node that changes its ``type:`` replaces the parent's node whole, so parameters of
+another component never leak in. A key written ``name+:`` appends its list to the inherited list
+``name`` instead of replacing it (``objectives+: [{type: siglip}]``). ``--set a.b.c=value`` parses
+``value`` as YAML and goes through the same validation as the file, so a typo in an override gets
+the same did-you-mean message; ``--set objectives+=VALUE`` appends (a list is appended item by
+item).
 
 A recipe is untrusted input (shared, downloaded, stored in a checkpoint), so what reading one can
 cost is bounded: at most :data:`MAX_RECIPE_BYTES` of text, :data:`MAX_DEPTH` levels of nesting and
@@ -202,16 +205,56 @@ def _parse(uri: str, text: str) -> dict[str, Any]:
     return data
 
 
+#: suffix of a key whose list is appended to the inherited list (``objectives+:``)
+APPEND = "+"
+
+
+class _AppendError(ValueError):
+    """``key+:`` used where there is no list to append to, or with a value that is not a list."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def _append(current: Any, items: Any, key: str) -> list[Any]:
+    if not isinstance(items, list):
+        raise _AppendError(key + APPEND, f"expected a list of items to append to '{key}', got {type(items).__name__}")
+    if current is None:
+        return copy.deepcopy(items)
+    if not isinstance(current, list):
+        raise _AppendError(key + APPEND, f"'{key}' is not a list here, so nothing can be appended to it")
+    return current + copy.deepcopy(items)
+
+
 def deep_merge(base: Any, override: Any) -> Any:
-    """Merge ``override`` onto ``base`` (mappings recursively; a changed ``type:`` replaces)."""
+    """Merge ``override`` onto ``base`` (mappings recursively; a changed ``type:`` replaces; a key
+    ``name+`` appends its list to ``base[name]``)."""
     if not (isinstance(base, dict) and isinstance(override, dict)):
-        return copy.deepcopy(override)
+        return resolve_appends(override)
     if "type" in override and override.get("type") != base.get("type"):
-        return copy.deepcopy(override)
+        return resolve_appends(override)
     merged = copy.deepcopy(base)
     for key, value in override.items():
-        merged[key] = deep_merge(merged[key], value) if key in merged else copy.deepcopy(value)
+        if isinstance(key, str) and key.endswith(APPEND) and len(key) > 1:
+            merged[key[:-1]] = _append(merged.get(key[:-1]), value, key[:-1])
+        else:
+            merged[key] = deep_merge(merged[key], value) if key in merged else resolve_appends(value)
     return merged
+
+
+def resolve_appends(data: Any) -> Any:
+    """A copy of ``data`` with every ``name+`` key merged into ``name`` of the same mapping (used
+    where there is no parent: ``name+`` then simply lists the items, after any ``name`` ones)."""
+    if isinstance(data, list):
+        return [resolve_appends(v) for v in data]
+    if not isinstance(data, dict):
+        return copy.deepcopy(data)
+    plain = {k: resolve_appends(v) for k, v in data.items() if not (isinstance(k, str) and k.endswith(APPEND) and len(k) > 1)}
+    for key, value in data.items():
+        if isinstance(key, str) and key.endswith(APPEND) and len(key) > 1:
+            plain[key[:-1]] = _append(plain.get(key[:-1]), resolve_appends(value), key[:-1])
+    return plain
 
 
 def _resolve_relative(parent_uri: str, ref: str) -> str:
@@ -232,7 +275,10 @@ def load_recipe_data(uri: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
     data = _parse(uri, _read_text(uri, regular_file=bool(_chain)))
     base_ref = data.pop("base", None)
     if base_ref is None:
-        return data
+        try:
+            return resolve_appends(data)
+        except _AppendError as exc:
+            raise RecipeError(uri, [Problem(exc.key, str(exc))]) from None
     if not isinstance(base_ref, str):
         raise RecipeError(uri, [Problem("base", "expected the path of a base recipe (a string)")])
     base_uri = _resolve_relative(uri, base_ref)
@@ -242,7 +288,10 @@ def load_recipe_data(uri: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
         if isinstance(exc, RecipeError):
             raise
         raise RecipeError(uri, [Problem("base", str(exc))]) from None
-    return deep_merge(base, data)
+    try:
+        return deep_merge(base, data)
+    except _AppendError as exc:
+        raise RecipeError(uri, [Problem(exc.key, str(exc))]) from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...], source: str) -> dict[str, Any]:
@@ -252,6 +301,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
+        append = key.endswith(APPEND) and len(key) > 1
+        key = key.removesuffix(APPEND) if append else key
         if not sep or not key:
             problems.append(Problem("--set", f"{item!r} must look like key.path=value"))
             continue
@@ -285,6 +336,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
                     node[int(last)] = value
                 else:
                     problems.append(Problem(key, f"--set: no list item {last!r} here ({len(node)} items)"))
+            elif isinstance(node, dict) and append:
+                try:
+                    node[last] = _append(node.get(last), value if isinstance(value, list) else [value], last)
+                except _AppendError as exc:
+                    problems.append(Problem(key + APPEND, f"--set: {exc}"))
             elif isinstance(node, dict):
                 if isinstance(node.get(last), dict) and isinstance(value, dict):
                     node[last] = deep_merge(node[last], value)

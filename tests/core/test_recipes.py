@@ -170,6 +170,34 @@ trainer: {optimizer: {lr: 2e-4}}
     assert encoder.type == "toy_encoder_b" and encoder.config.depth == 2  # another type: replaced whole
 
 
+def test_a_plus_key_appends_to_the_inherited_list(toy_host, tmp_path):
+    """`objectives+:` in a child (base resolved from the child's own folder) and `--set objectives+=`."""
+    (tmp_path / "base").mkdir()
+    write(tmp_path / "base", GOOD, "parent.yaml")
+    child = write(tmp_path, "base: base/parent.yaml\nobjectives+:\n  - {type: toy_loss, name: extra, weight: 0.5}\n",
+                  "child.yaml")
+    recipe = load_recipe(str(child), host=toy_host)
+    assert [(o.label, o.weight) for o in recipe.objectives] == [(None, 1.0), ("sharp", 0.01), ("extra", 0.5)]
+    more = load_recipe(str(child), ["objectives+={type: toy_loss, name: more}"], host=toy_host)
+    assert [o.label for o in more.objectives] == [None, "sharp", "extra", "more"]
+    # without a parent, `objectives+:` is just the list
+    alone = write(tmp_path, GOOD.replace("objectives:", "objectives+:"), "alone.yaml")
+    assert len(load_recipe(str(alone), host=toy_host).objectives) == 2
+
+
+def test_appending_to_something_that_is_not_a_list_is_one_clear_problem(toy_host, tmp_path):
+    (tmp_path / "base").mkdir()
+    write(tmp_path / "base", GOOD, "parent.yaml")
+    child = write(tmp_path, "base: base/parent.yaml\ntrainer+: [1]\n", "child.yaml")
+    result = run_cli(["recipe", "check", str(child)], host=toy_host)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "  - trainer+: 'trainer' is not a list here, so nothing can be appended to it" in result.stderr
+    result = run_cli(["recipe", "check", str(child).replace("child", "parent").replace(str(tmp_path), str(tmp_path / "base")),
+                      "--set", "trainer.batch_size+=3"], host=toy_host)
+    assert result.exit_code == 2
+    assert "trainer.batch_size+: --set: 'batch_size' is not a list here" in result.stderr
+
+
 def test_base_problems_name_the_file_and_the_base_key(toy_host, tmp_path):
     missing = write(tmp_path, "base: nope.yaml\n", "a.yaml")
     result = run_cli(["recipe", "check", str(missing)], host=toy_host)
