@@ -40,13 +40,14 @@ def offline() -> bool:
     return os.environ.get("CAVKIT_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _read_part_meta(dest: Path, url: str) -> str | None:
-    """The validator (ETag / Last-Modified) of the partial download of ``url``, if one exists."""
+def _read_part_meta(dest: Path, url: str) -> tuple[bool, str | None]:
+    """Whether the partial download beside ``dest`` is of ``url``, and its validator (ETag /
+    Last-Modified, ``None`` when the server sent neither: then only a pinned hash guards the splice)."""
     try:
         meta = json.loads(cache.part_meta_path(dest).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return meta.get("validator") if meta.get("url") == url else None
+        return False, None
+    return meta.get("url") == url, meta.get("validator")
 
 
 def _discard_part(dest: Path) -> None:
@@ -102,8 +103,8 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = cache.part_path(dest)
     offset = part.stat().st_size if part.exists() else 0
-    validator = _read_part_meta(dest, url) if offset else None
-    if offset and validator is None:  # a .part of another URL, or without its metadata: start over
+    same_url, validator = _read_part_meta(dest, url) if offset else (False, None)
+    if offset and not same_url:  # a .part of another URL, or without its metadata: start over
         _discard_part(dest)
         offset = 0
     try:
@@ -147,7 +148,7 @@ def download(
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
         new_validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
-        if status != 206 or validator is None:
+        if status != 206:
             cache.part_meta_path(dest).write_text(json.dumps({"url": url, "validator": new_validator}))
         digest = _hash_existing(part, offset) if offset else hashlib.sha256()
         received = offset

@@ -125,3 +125,18 @@ def test_processes_fetching_one_file_at_once_download_it_once(server):
         t.join()
     assert errors == [] and len(set(paths)) == 1 and Path(paths[0]).read_bytes() == PAYLOAD
     assert len(server.gets("x.pth")) == 1
+
+
+def test_a_complete_part_file_left_by_a_killed_process_is_checked_and_placed(server):
+    """Killed after the last byte but before the rename: the resume request gets 416 and the .part is used."""
+    import json
+
+    server.files["x.pth"] = PAYLOAD
+    final = cache.path_for_url(server.url("x.pth"))
+    final.parent.mkdir(parents=True)
+    cache.part_path(final).write_bytes(PAYLOAD)
+    cache.part_meta_path(final).write_text(json.dumps({"url": server.url("x.pth"), "validator": None}))
+    path = resolve_checkpoint_uri(f"{server.url('x.pth')}#sha256={SHA}")
+    assert Path(path).read_bytes() == PAYLOAD
+    assert server.gets("x.pth") == [("x.pth", f"bytes={len(PAYLOAD)}-", None)]
+    assert not cache.part_path(final).exists()
