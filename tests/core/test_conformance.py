@@ -23,6 +23,10 @@ PARAMS = {
                                 "decoder": {"embed_dim": 16, "depth": 1, "num_heads": 2}},
     ("model", "classifier"): {"audio_length": 32, "image_size": 32, "embed_dim": 32, "num_classes": 3,
                               "encoder": TINY_ENCODER},
+    ("model", "sync_classifier"): {"audio_length": 32, "image_size": 32, "embed_dim": 32, "num_classes": 3,
+                                   "encoder": TINY_ENCODER, "aggregator": {"depth": 1, "num_heads": 2}},
+    ("model", "audio_classifier"): {"audio_length": 32, "embed_dim": 32, "num_classes": 3, "encoder": TINY_ENCODER},
+    ("aggregator", "attention"): {"depth": 1, "num_heads": 2},
 }
 PARAMS.update({("encoder", "cav_mae_encoder"): {"depth": 1}, ("encoder", "sync_encoder"): {"depth": 1},
                ("decoder", "mae_decoder"): {"depth": 1}})
