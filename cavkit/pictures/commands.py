@@ -129,51 +129,33 @@ def inpaint_command(
 ):
     """Reconstruct masked clips: one PNG per clip, ratio and mode with the original, masked and
     reconstructed image and spectrogram (spec §9.1). Needs a model trained with norm_pix_loss false."""
-    import io
+    from cavkit.pictures.inpaint_job import InpaintOptions, inpaint_clips
+    from cavkit.pictures.sources import load_picture_model, require_pixel_targets, select_items
 
-    import numpy as np
-    import torch
-
-    from cavkit.io import join, write_bytes_atomic
-    from cavkit.pictures.inpaint import build_masker, inpaint, inpainting_figure, masked_mse
-    from cavkit.pictures.sources import load_picture_model, require_pixel_targets, safe_file_stem, select_items
-
+    options = InpaintOptions(
+        modes=tuple(modes),
+        audio_ratios=tuple(_ratio(r) for r in ratios),
+        visual_ratio=None if visual_ratio is None else _ratio(visual_ratio),
+        seed=seed,
+        arrays=arrays,
+    )
     how = require_pixel_targets(checkpoint, pixel_targets)
     click.echo(f"pixel targets: {how}", err=True)
     dev = resolve_device(device)
-    model = load_picture_model(checkpoint, dev, model_overrides, host=get_plugin_host())
+    host = get_plugin_host()
+    model = load_picture_model(checkpoint, dev, model_overrides, host=host)
     dataset = _dataset(model, datafile, dataset_type, data_params, mode="eval")
     items = select_items(dataset, clip_ids, num_clips)
-    audio_ratios = [_ratio(r) for r in ratios]
-    host = get_plugin_host()
-    registry = {"registry": host.registry, "failed_plugins": host.failed_names()}
-    for item in items:
-        stem = safe_file_stem(item.get("clip_id", "clip"))
-        audio = torch.as_tensor(item["audio"])[None].to(dev)
-        image = torch.as_tensor(item["image"])[None].to(dev)
-        for mode in modes:
-            for ra in audio_ratios:
-                rv = _ratio(visual_ratio) if visual_ratio is not None else ra
-                torch.manual_seed(seed)
-                result, _ = inpaint(
-                    model,
-                    audio,
-                    image,
-                    audio_masker=build_masker(mode, ra, **registry),
-                    visual_masker=build_masker("unstructured", rv, **registry),
-                )
-                mse_a, mse_v = masked_mse(result)
-                name = f"{stem}_{mode}_a{ra:g}_v{rv:g}"
-                title = (
-                    f"{item.get('clip_id')}: {mode} audio masking {ra:g}, visual {rv:g}  "
-                    f"(masked MSE audio {mse_a:.3f}, visual {mse_v:.3f})"
-                )
-                write_bytes_atomic(join(out_dir, f"{name}.png"), inpainting_figure(result, 0, title=title))
-                if arrays:
-                    buffer = io.BytesIO()
-                    np.savez(buffer, **result.arrays(0))
-                    write_bytes_atomic(join(out_dir, f"{name}.npz"), buffer.getvalue())
-                click.echo(f"wrote {join(out_dir, name + '.png')}  masked MSE audio {mse_a:.4f} visual {mse_v:.4f}")
+    inpaint_clips(
+        model,
+        items,
+        options,
+        out_dir=out_dir,
+        device=dev,
+        registry=host.registry,
+        failed_plugins=host.failed_names(),
+        echo=click.echo,
+    )
 
 
 # -- localize -------------------------------------------------------------------------------------
