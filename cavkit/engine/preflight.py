@@ -196,74 +196,10 @@ def _matches(pattern: str) -> bool:
 
 
 # -- checkpoints ------------------------------------------------------------------------------------
-def _published_hint(uri: str) -> str:
-    from cavkit.weights.zoo import PUBLISHED
-
-    base = uri.rstrip("/").rsplit("/", 1)[-1]
-    stem = base.rsplit(".", 1)[0].lower()
-    for entry in PUBLISHED:
-        if (entry.filename and entry.filename.lower() == base.lower()) or entry.name == stem:
-            hint = (
-                f"this is the published '{entry.name}' ({entry.filename or 'see `cavkit weights list -v`'}): "
-                f"add it to the cache with `cavkit weights get {entry.name} --file DOWNLOADED_FILE` and use "
-                f"weights:{entry.name}, or place the file at {uri}"
-            )
-            if entry.name == "in-initial":
-                hint += "; or build it from timm with timm:vit_base_patch16_224.mae (spec §4.7)"
-            return hint
-    return "give an existing checkpoint, weights:NAME (`cavkit weights list`) or an http(s) URL"
-
-
 def _check_init(where: str, uri: str) -> list[Finding]:
-    from cavkit.errors import CavkitError
-    from cavkit.weights.download import offline
-    from cavkit.weights.entry import is_weights_ref
-    from cavkit.weights.resolve import target_for
+    from cavkit.weights.availability import checkpoint_problems
 
-    if uri.startswith("timm:"):
-        from cavkit.checkpoints.timm_init import parse_timm_ref
-
-        try:
-            name, file = parse_timm_ref(uri)
-        except CavkitError as exc:
-            return [Finding(where, str(exc))]
-        import timm
-
-        found = []
-        if not timm.is_model(name):
-            found.append(Finding(where, f"timm has no model {name!r}", "see timm.list_models('vit_base_patch16*')"))
-        if file is not None and not is_weights_ref(file) and not _exists(file):
-            found.append(Finding(where, f"{file} does not exist", "give the ViT checkpoint file after '='"))
-        return found
-    if is_weights_ref(uri):
-        try:
-            target = target_for(uri)
-        except CavkitError as exc:
-            return [Finding(where, str(exc), "see `cavkit weights list`")]
-        if target.path.is_file():
-            return []
-        name = uri.removeprefix("weights:")
-        if not target.urls:
-            return [
-                Finding(
-                    where,
-                    f"{uri} is not in the cache and no download URL is recorded for it",
-                    f"download it yourself ({target.entry.source if target.entry else ''}), then "
-                    f"`cavkit weights get {name} --file PATH`",
-                )
-            ]
-        if offline():
-            return [
-                Finding(
-                    where,
-                    f"{uri} is not in the cache and CAVKIT_OFFLINE is set",
-                    f"`cavkit weights get {name}` on a machine with network access",
-                )
-            ]
-        return []  # downloaded (and verified) when the run starts
-    if not _exists(uri):
-        return [Finding(where, f"checkpoint {uri} does not exist", _published_hint(uri))]
-    return []
+    return [Finding(where, message, fix) for message, fix in checkpoint_problems(uri, exists=_exists)]
 
 
 def _init_settings(recipe: Any) -> Iterable[tuple[str, str]]:

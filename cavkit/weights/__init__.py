@@ -5,6 +5,7 @@
 * :mod:`cavkit.weights.cache`: the cache directory (``CAVKIT_CACHE``) and integrity records;
 * :mod:`cavkit.weights.download`: resumable, hash-checked, atomic downloads;
 * :mod:`cavkit.weights.resolve`: references -> verified local files (used by the checkpoint reader);
+* :mod:`cavkit.weights.availability`: can a reference be read, and the fix if not (for the preflight);
 * :mod:`cavkit.weights.commands`: ``cavkit weights list|get|verify``.
 
 See docs/weights.md.
