@@ -80,15 +80,14 @@ TRUNCATION_TOLERANCE_SECONDS = 0.25
 TRUNCATION_TOLERANCE_FRACTION = 0.02
 
 
-def declared_seconds(stream, container=None) -> float | None:
-    """How long the container says ``stream`` lasts, in seconds (else the container's duration).
+def declared_seconds(stream) -> float | None:
+    """How long the file says ``stream`` lasts, in seconds; ``None`` when it does not say (often in MKV/WebM).
 
-    ``None`` when neither is known (some formats declare nothing).
+    Only the stream's own duration: the container's is the longest stream's, and audio and video
+    of an intact file may differ in length.
     """
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
-    if container is not None and container.duration:
-        return container.duration / 1_000_000
     return None
 
 
@@ -186,7 +185,7 @@ def decode_frames(container, wanted: list[int]) -> DecodedFrames:
         raise VideoError("undecodable", "the video track holds no frames")
     repeated = sum(i not in found for i in wanted)
     if repeated:
-        check_not_truncated("video", _decoded_span(first, last, stream), declared_seconds(stream, container))
+        check_not_truncated("video", _decoded_span(first, last, stream), declared_seconds(stream))
     tail = None
     images = []
     for i in wanted:
