@@ -165,3 +165,14 @@ def test_relative_output_folder_gives_a_readable_datafile(videos, tmp_path, monk
     assert dataset[0]["clip_id"] == "intact" and dataset[0]["audio"].shape == (1024, 128)
     check = run_cli(["data", "check", str(tmp_path / "rel" / "out" / "datafile.json"), "--frames", "10", "--strict"])
     assert check.exit_code == 0, check.stdout
+
+
+def test_an_edit_list_clip_is_noted_not_failed(samples_dir, tmp_path):
+    """A real clip whose mp4 counts 400 frames but whose edit list shows 299: linspace asks past the end."""
+    clip = samples_dir / "KlsG1EnBEjc_000361.mp4"
+    if not clip.exists():
+        pytest.skip(f"{clip} not found")
+    result = prepare(str(clip), "-o", str(tmp_path / "out"), "--frames", "16", "--frame-method", "linspace")
+    assert result.exit_code == 0, result.stderr
+    assert "prepared 1, skipped 0 (already done), failed 0" in result.stdout
+    assert "KlsG1EnBEjc_000361: 4 of 16 frames repeat the last decoded frame (the metadata promised 400 frames)" in result.stdout
