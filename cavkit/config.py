@@ -62,12 +62,18 @@ def component_list(kind: str, *, weighted: bool = False, help: str = "") -> Any:
 
 
 # -- validators (each message reads well after "model.encoder.depth: ") ----------------------------
+# Each carries ``constraint``, the rule in a few words, which ``cavkit components show`` prints.
+def _described(check: Any, constraint: str) -> Any:
+    check.constraint = constraint
+    return check
+
+
 def at_least(low: float):
     def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
         if value is not None and not value >= low:  # written so that NaN fails too
             raise ValueError(f"must be >= {low}, got {value!r}")
 
-    return check
+    return _described(check, f">= {low}")
 
 
 def finite():
@@ -77,7 +83,7 @@ def finite():
         if value is not None and not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {value!r}")
 
-    return check
+    return _described(check, "finite")
 
 
 def in_range(low: float, high: float):
@@ -85,7 +91,7 @@ def in_range(low: float, high: float):
         if value is not None and not (low <= value <= high):
             raise ValueError(f"must be between {low} and {high}, got {value!r}")
 
-    return check
+    return _described(check, f"{low} <= value <= {high}")
 
 
 def one_of(*choices: Any):
@@ -93,7 +99,29 @@ def one_of(*choices: Any):
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
-    return check
+    return _described(check, f"one of {', '.join(map(repr, choices))}")
+
+
+def describe_validator(validator: Any) -> str:
+    """The rule a field's validator enforces, in words (``">= 1"``, ``"0.0 <= value <= 0.999"``).
+
+    Validators given as a list are described one by one, joined by ``and``; a validator without a
+    ``constraint`` attribute (a plugin's own) is described by the first line of its docstring, or
+    named by its function or class name.
+    """
+    if validator is None:
+        return ""
+    parts = getattr(validator, "_validators", None) or getattr(validator, "validators", None)
+    if isinstance(parts, tuple | list):
+        return " and ".join(filter(None, (describe_validator(v) for v in parts)))
+    described = getattr(validator, "constraint", None)
+    if described:
+        return described
+    doc = (getattr(validator, "__doc__", None) or "").strip().splitlines()
+    if doc and not isinstance(validator, type) and getattr(validator, "__name__", None):
+        return doc[0].rstrip(".")
+    name = getattr(validator, "__name__", None) or type(validator).__name__
+    return f"checked by {name}"
 
 
 @attrs.frozen
@@ -438,7 +466,7 @@ def unstructure(obj: Any) -> Any:
 
 
 def describe_params(cls: type) -> list[dict[str, str]]:
-    """Rows (name, type, default, help) for ``cavkit components show``."""
+    """Rows (name, type, default, help, constraint) for ``cavkit components show``."""
     hints = field_types(cls)
     rows = []
     for field in attrs.fields(cls):
@@ -455,5 +483,8 @@ def describe_params(cls: type) -> list[dict[str, str]]:
             default = repr(field.default.factory())
         else:
             default = repr(field.default)
-        rows.append({"name": field.name, "type": tp, "default": default, "help": field.metadata.get("help", "")})
+        rows.append({
+            "name": field.name, "type": tp, "default": default, "help": field.metadata.get("help", ""),
+            "constraint": describe_validator(field.validator),
+        })
     return rows

@@ -79,7 +79,8 @@ def components_command(args: tuple[str, ...]) -> None:
             click.echo(f"  {spec.summary}")
         click.echo("parameters:" if rows else "parameters: (none)")
         for row in rows:
-            click.echo(f"  {row['name']}: {row['type']} = {row['default']}")
+            rule = f"  [{row['constraint']}]" if row.get("constraint") else ""
+            click.echo(f"  {row['name']}: {row['type']} = {row['default']}{rule}")
             if row["help"]:
                 click.echo(f"      {row['help']}")
         return

@@ -77,7 +77,7 @@ def test_components_show_renders_types_defaults_and_help(toy_host):
     result = run_cli(["components", "show", "model", "toy_model"], host=toy_host)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("model cavkit-toy/toy_model  (from cavkit_toy.plugin)\n  a toy model\n")
-    assert "  width: int = 4\n      model width\n" in result.stdout
+    assert "  width: int = 4  [>= 1]\n      model width\n" in result.stdout
     assert "  mode: 'audio' | 'video' = 'audio'\n      which stream\n" in result.stdout
     assert "  encoder: encoder = None\n      the encoder\n" in result.stdout
 
