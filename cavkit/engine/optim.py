@@ -1,9 +1,24 @@
 """Optimiser, parameter groups, freezing and learning-rate schedules (spec §7.1, §7.3).
 
-Parameter groups: the parameters whose name starts with one of ``head_prefixes`` train at
-``lr * head_lr_scale`` (CAV-MAE fine-tuning: ``mlp_head.`` at 100x); with ``no_decay_norm_bias``
-norms, biases and other 1-d tensors get no weight decay. Schedules are a multiplier of the base
-learning rate as a pure function of the optimiser step, applied through ``LambdaLR``.
+Published semantics (CAV-MAE ``traintest_cavmae.py`` / ``traintest_ft.py``), which the defaults and
+the CAV-MAE recipes reproduce and ``cavkit verify trajectory`` checks step by step:
+
+* ``name: adam`` is ``torch.optim.Adam``: weight decay is L2 added to the gradient before the
+  moments (``adamw`` decouples it), on every trainable parameter, norms and biases included
+  (``no_decay_norm_bias: false``). A parameter whose ``.grad`` is ``None`` after the backward pass
+  (no loss reaches it, e.g. the unused ``norm1_a``/``norm1_v`` LayerNorms) is skipped by torch's Adam,
+  so not even weight decay moves it; the trainer zeroes gradients with ``set_to_none=True`` and DDP
+  leaves globally unused parameters without a gradient, which keeps this true.
+* Parameter groups: the parameters whose name starts with one of ``head_prefixes`` train at
+  ``lr * head_lr_scale`` (CAV-MAE fine-tuning: ``mlp_head.*``, cavkit ``head.``, at ``head_lr`` x);
+  every other trainable parameter is in the base group. With ``no_decay_norm_bias`` norms, biases
+  and other 1-d tensors get no weight decay (a timm/MAE habit, not the published recipe).
+* Schedules are a multiplier of the base learning rate as a pure function of the optimiser step,
+  applied through ``LambdaLR``. ``step`` is upstream's ``MultiStepLR(range(start, 1000, every),
+  gamma)`` stepped once per epoch after validation: the lr of epoch ``e`` (1-based) is
+  ``lr * gamma ** #{milestones <= e - 1}``. Evaluating that from ``step // steps_per_epoch`` gives the
+  same lr at every step (validation uses none) and survives a mid-epoch resume. ``step`` has no
+  warmup, like the published loops (their ``--warmup`` flag is never read).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ Quantities per step, in the order a divergence is looked for: the learning rate 
 ``loss_mae``, ``loss_mae_a``, ``loss_mae_v``, ``loss_c``; relative ``loss_rtol``), then ``c_acc``
 (exactly). ``loss_mae`` and ``loss_c`` are weighted upstream, so cavkit's objective losses are
 multiplied by the recipe's weights. Parameter norms (``trace.param_norm``) are shown as a
-diagnostic, not judged. The final weights must agree within ``final_weights_atol``.
+diagnostic, not judged. The final weights must agree within ``final_weights_atol``, and the
+parameters the published optimiser never updated (``optimizer.not_updated_params``) must still hold
+their initial values bit for bit.
 """
 
 from __future__ import annotations
@@ -131,6 +133,11 @@ def compare(traj: Trajectory, result: ReplayResult) -> Report:
         diff = float((result.final[key].float() - value.float()).abs().max()) if value.numel() else 0.0
         if diff > final_abs:
             final_abs, final_where = diff, key
+    init = traj.state("init")
+    for key in traj.optimizer.get("not_updated_params", []):
+        if first is None and key in result.final and not result.final[key].equal(init[key]):
+            first = Divergence(None, None, f"final weights: {key}", math.nan, math.nan,
+                               "changed, but it gets no gradient and the published loop never touched it")
     if first is None and final_abs > atol:
         first = Divergence(None, None, f"final weights: {final_where}", math.nan, math.nan,
                            f"max |cavkit - published| {final_abs:.3g} > atol {atol:g}")

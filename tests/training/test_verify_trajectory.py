@@ -131,3 +131,11 @@ def test_unreplayable_fixtures_get_one_clear_message(tmp_path, capsys):
     code, _, err = verify(capsys, str(tmp_path / "missing.json"))
     assert code == 2
     assert "no such trajectory fixture" in err
+
+
+def test_parameters_the_published_loop_never_updated_must_stay_bitwise(tmp_path, capsys):
+    """A fixture claiming that an updated tensor was never touched: the replay names it after training."""
+    path = perturbed(tmp_path, FINETUNE, lambda m: m["optimizer"].update(not_updated_params=["mlp_head.1.bias"]))
+    code, out, err = verify(capsys, str(path))
+    assert code == 1
+    assert "first divergence after training: final weights: mlp_head.1.bias: (changed, but it gets no gradient" in err
