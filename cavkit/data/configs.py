@@ -116,6 +116,19 @@ class SyntheticDataConfig:
             raise ValueError(f"segment_length ({self.segment_length}) must be <= audio_length ({self.audio_length})")
 
 
+@attrs.frozen(kw_only=True)
+class SegmentationDataConfig:
+    """(image, binary mask, audio) triples from a segmentation datafile (see :mod:`cavkit.data.segmentation`)."""
+
+    datafile: str = param(help="segmentation datafile JSON {'data': [{'id', 'image', 'mask', 'wav'}, ...]}; relative paths resolve against its folder")
+    audio_length: int = param(1024, help="fbank rows fed to the model, cut from the middle of the clip (`cavkit eval segmentation` sets the model's)", validator=at_least(1))
+    image_size: int = param(224, help="image side after Resize(short side, bicubic)+CenterCrop (`cavkit eval segmentation` sets the model's)", validator=at_least(16))
+    pad_audio: bool = param(False, help="zero-pad clips shorter than audio_length (as the published CAV-MAE loader pads to 1024) instead of refusing them")
+    mean: float | None = param(None, help="fbank normalisation mean (default: the datafile's 'fbank_mean', else the published -5.081)")
+    std: float | None = param(None, help="fbank normalisation std (default: the datafile's 'fbank_std', else the published 4.4849)")
+    limit: int | None = param(None, help="keep only the first n datafile entries", validator=at_least(1))
+
+
 def _check_layout(layout: str, mode: str) -> None:
     if layout == "cav_mae" and mode == "retrieval":
         raise ValueError("mode 'retrieval' needs layout 'sync' (the cav_mae layout has one frame per item)")

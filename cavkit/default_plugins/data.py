@@ -36,12 +36,21 @@ def cavkit_register_components(registry):
         "cavkit.data.configs:SyntheticDataConfig",
         summary="generated clips whose sound and picture are tied (content, position, time); has ground truth",
     )
+    registry.add(
+        "dataset",
+        "segmentation",
+        "cavkit.data.segmentation:build_segmentation",
+        "cavkit.data.configs:SegmentationDataConfig",
+        summary="(image, binary mask, audio) triples for sound-prompted segmentation (ADE20K-Sound style)",
+    )
 
 
 @hookimpl
 def cavkit_register_commands(cli):
-    """Add ``cavkit prepare`` and ``cavkit data check``."""
+    """Add ``cavkit prepare``, ``cavkit data check`` and ``cavkit data synthetic-segmentation``."""
     from cavkit.data.commands import data_group, prepare_command
+    from cavkit.data.synthetic_segmentation import synthetic_segmentation_command
 
+    data_group.add_command(synthetic_segmentation_command)
     cli.add_command(prepare_command)
     cli.add_command(data_group)

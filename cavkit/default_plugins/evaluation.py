@@ -29,5 +29,7 @@ def cavkit_register_components(registry):
 @hookimpl
 def cavkit_register_commands(cli):
     from cavkit.evaluation.commands import eval_group
+    from cavkit.evaluation.segmentation_command import segmentation_command
 
+    eval_group.add_command(segmentation_command)
     cli.add_command(eval_group)

@@ -114,16 +114,24 @@ def mean_audio(clips: list[ClipEmbedding]) -> torch.Tensor:
     one shared vector. That shared part is never trained to mean anything, yet it dominates the plain
     cosine map; removing it leaves the part of the audio embedding that tells clips apart.
     """
-    return torch.cat([F.normalize(c.audio, dim=-1) for c in clips]).mean(dim=0)
+    return mean_normalised(torch.cat([c.audio for c in clips]))
 
 
-def clip_maps(clip: ClipEmbedding, audio_offset: torch.Tensor | None = None) -> torch.Tensor:
+def mean_normalised(audio: torch.Tensor) -> torch.Tensor:
+    """The mean ``[D]`` of L2-normalised audio embeddings ``[N,D]`` (:func:`mean_audio` for bare vectors)."""
+    return F.normalize(audio, dim=-1).mean(dim=0)
+
+
+def clip_maps(
+    clip: ClipEmbedding, audio_offset: torch.Tensor | None = None, size: tuple[int, int] | None = None
+) -> torch.Tensor:
     """``[K,H,W]`` maps: cosine of each visual patch token with the normalised audio embedding minus
-    ``audio_offset`` (see :func:`mean_audio`; ``None``: the plain cosine similarity), upsampled bilinearly."""
+    ``audio_offset`` (see :func:`mean_audio`; ``None``: the plain cosine similarity), upsampled bilinearly
+    to ``size`` (default: the frame size)."""
     audio = F.normalize(clip.audio, dim=-1)
     if audio_offset is not None:
         audio = audio - audio_offset
-    return upsample_maps(similarity_maps(audio, clip.visual_patches, clip.grid), clip.size)
+    return upsample_maps(similarity_maps(audio, clip.visual_patches, clip.grid), size or clip.size)
 
 
 def clip_pictures(
