@@ -38,8 +38,22 @@ def run_dir_for(template: str, recipe_uri: str) -> str:
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to train."
 )
+@click.option(
+    "--overwrite", is_flag=True, help="Start afresh in a run directory that holds a run, deleting that run's files."
+)
+@click.option(
+    "--allow-changed",
+    is_flag=True,
+    help="With --resume: accept changed settings that define the run (seed, model, optimiser, schedule, data...).",
+)
 def train_command(
-    recipe: str, overrides: tuple[str, ...], resume: str | None, run_dir: str | None, device: str
+    recipe: str,
+    overrides: tuple[str, ...],
+    resume: str | None,
+    run_dir: str | None,
+    device: str,
+    overwrite: bool,
+    allow_changed: bool,
 ) -> None:
     """Train the model of RECIPE (a YAML file or fsspec URI).
 
@@ -50,15 +64,18 @@ def train_command(
 
     from cavkit.engine.dist import init_distributed, shutdown_distributed
     from cavkit.engine.trainer import Trainer
+    from cavkit.errors import UsageError
     from cavkit.plugins import get_plugin_host
     from cavkit.recipe import load_recipe
 
     host = get_plugin_host()
     loaded = load_recipe(recipe, list(overrides), host=host)
     directory = run_dir or run_dir_for(loaded.run.dir, recipe)
+    if overwrite and resume is not None:
+        raise UsageError("--overwrite starts a run afresh and --resume continues one: pass only one of them")
     from cavkit.engine.preflight import check_run_inputs
 
-    check_run_inputs(loaded, source=recipe, run_dir=directory, resume=resume, device=device)
+    check_run_inputs(loaded, source=recipe, run_dir=directory, resume=resume, device=device, overwrite=overwrite)
     dist = init_distributed(None if device == "auto" else device)
     try:
         trainer = Trainer(loaded, run_dir=directory, dist=dist, versions=host.versions(), argv=sys.argv)
@@ -68,7 +85,7 @@ def train_command(
                 f"{trainer.total_steps} steps of {trainer.global_batch} samples, run directory {directory}",
                 err=True,
             )
-        result = trainer.fit(resume=resume)
+        result = trainer.fit(resume=resume, overwrite=overwrite, allow_changed=allow_changed)
         if dist.is_rank_zero:
             click.echo(f"cavkit: done at step {result['step']}; weights: {result.get('final_weights')}", err=True)
     finally:

@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, default_collate
 
+from cavkit.engine.interrupt import ignore_stop_signals
 from cavkit.errors import DataError, UsageError
 
 
@@ -106,6 +108,43 @@ class GlobalBatchPlan:
         return torch.randperm(self.num_items, generator=generator)
 
 
+@dataclass(frozen=True)
+class TrainingDataPlan:
+    """How a training set is consumed: global batch, order (map-style sets), steps per epoch and in all."""
+
+    global_batch: int
+    iterable: bool
+    order: GlobalBatchPlan | None  # None for streaming sets, which split themselves by rank and worker
+    steps_per_epoch: int
+    total_steps: int
+
+
+def plan_training_data(train_set: Any, cfg: Any, *, world_size: int, seed: int) -> TrainingDataPlan:
+    """The :class:`TrainingDataPlan` of ``train_set`` under the recipe's ``trainer`` section ``cfg``."""
+    global_batch = cfg.batch_size * world_size * cfg.grad_accum
+    iterable = isinstance(train_set, IterableDataset)
+    weights = sample_weights(train_set) if cfg.balanced_sampling else None
+    if cfg.balanced_sampling and weights is None:
+        raise UsageError("trainer.balanced_sampling is on but the training set provides no sample_weights")
+    if iterable:
+        if cfg.balanced_sampling:
+            raise UsageError("trainer.balanced_sampling needs a map-style training set, not a streaming one")
+        try:
+            length = len(train_set)
+        except TypeError:
+            length = None
+        if length is None and not cfg.max_steps:
+            raise UsageError("the streaming training set has no known length: set trainer.max_steps "
+                             "(or write index.json beside the shards)")
+        order = None
+        steps_per_epoch = max(length // global_batch, 1) if length else cfg.max_steps
+    else:
+        order = GlobalBatchPlan(len(train_set), global_batch, seed, weights)
+        steps_per_epoch = order.steps_per_epoch
+    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    return TrainingDataPlan(global_batch, iterable, order, steps_per_epoch, total_steps)
+
+
 class MicroBatchSampler(Sampler[list[tuple[int, int]]]):
     """Yields this rank's micro-batches ``[(index, item_seed), ...]`` for steps ``start_step..`` of one epoch."""
 
@@ -153,6 +192,8 @@ def train_loader(
         "collate_fn": default_collate,
         # a private generator: creating the iterator must not consume the global torch RNG
         "generator": torch.Generator().manual_seed(derive_seed(epoch, start_step, rank, 7)),
+        # Ctrl-C and SIGTERM are for the main process, which stops the run cleanly (engine.interrupt)
+        "worker_init_fn": ignore_stop_signals,
     }
     if num_workers > 0:
         common["persistent_workers"] = False
@@ -218,11 +259,13 @@ def eval_loader(
 ) -> DataLoader:
     """Sequential batches for validation (upstream validates with ``drop_last=True``, spec §10 item 12)."""
     if isinstance(dataset, IterableDataset):
-        return DataLoader(dataset, batch_size=batch_size, drop_last=drop_last, num_workers=num_workers)
+        return DataLoader(dataset, batch_size=batch_size, drop_last=drop_last, num_workers=num_workers,
+                          worker_init_fn=ignore_stop_signals)
     if len(dataset) < batch_size and drop_last:  # type: ignore[arg-type]
         raise UsageError(f"the validation set has {len(dataset)} items, fewer than one batch of {batch_size}")
     sampler = _StridedBatches(len(dataset), batch_size, rank, world_size, seed, drop_last)  # type: ignore[arg-type]
-    return DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=num_workers, collate_fn=default_collate)
+    return DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=num_workers, collate_fn=default_collate,
+                      worker_init_fn=ignore_stop_signals)
 
 
 def skipped_count(dataset: Any) -> int | None:

@@ -46,3 +46,13 @@ def format_retrieval(metrics: dict[str, float], strategy: str) -> str:
             cells = "  ".join(f"{k} {v:5.1f}" for k, v in row.items())
             lines.append(f"  {direction.replace('_to_', '->'):<14} {cells}")
     return "\n".join(lines)
+
+
+def report_retrieval(model: torch.nn.Module, recipe: Any, *, device: torch.device, batch_size: int, logger: Any, step: int) -> dict[str, float]:
+    """:func:`retrieval_metrics`, logged as an ``eval`` record at ``step`` and printed as a table."""
+    import sys
+
+    metrics = retrieval_metrics(model, recipe, device=device, batch_size=batch_size)
+    logger.record("eval", step, metrics)
+    print(format_retrieval(metrics, recipe.retrieval.type), file=sys.stderr)
+    return metrics

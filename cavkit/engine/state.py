@@ -30,6 +30,18 @@ class Progress:
     samples_seen: int = 0
 
 
+def progress_attribute(name: str) -> property:
+    """A read/write attribute of the owner that forwards to ``owner.progress.<name>``."""
+
+    def get(self: Any) -> int:
+        return getattr(self.progress, name)
+
+    def put(self: Any, value: int) -> None:
+        setattr(self.progress, name, value)
+
+    return property(get, put, doc=f"``progress.{name}``")
+
+
 @dataclass
 class TrainingParts:
     """The stateful parts of a run (unwrapped model; objectives as one ``ModuleList``)."""

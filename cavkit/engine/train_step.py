@@ -63,6 +63,32 @@ class TrainStep(nn.Module):
         return total, torch.stack(losses), logs
 
 
+def build_train_step(recipe: Any, device: torch.device, *, report: bool) -> TrainStep:
+    """The recipe's model (initialised from ``trainer.init`` when set; head-only with ``freeze_base``)
+    and its weighted objectives, on ``device``. ``report``: print what ``init`` loaded (rank 0)."""
+    from cavkit.engine.optim import freeze_all_but_head
+    from cavkit.errors import UsageError
+
+    if not recipe.objectives:
+        raise UsageError("the recipe has no objectives; add at least one under objectives:")
+    cfg = recipe.trainer
+    model = recipe.model.build()
+    if cfg.init:
+        from cavkit.checkpoints.load import init_from_checkpoint
+
+        loaded = init_from_checkpoint(model, cfg.init)
+        if report:
+            print(f"cavkit: initialised {len(loaded['loaded'])} tensors from {cfg.init}; "
+                  f"fresh: {len(loaded['fresh'])}, ignored: {len(loaded['ignored'])}", file=sys.stderr)
+    labels = objective_labels(recipe.objectives)
+    objectives = [node.build() for node in recipe.objectives]
+    weights = [float(n.weight) for n in recipe.objectives]
+    train_step = TrainStep(model, objectives, labels, weights).to(device)
+    if cfg.freeze_base:
+        freeze_all_but_head(model, cfg.optimizer.head_prefixes)
+    return train_step
+
+
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Move the tensors of a collated batch to ``device`` (non-blocking on CUDA)."""
     non_blocking = device.type == "cuda"

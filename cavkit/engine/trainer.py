@@ -19,7 +19,7 @@ uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import math
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -30,32 +30,32 @@ from torch import nn
 from cavkit.config import unstructure
 from cavkit.engine import checkpoint as ckpt
 from cavkit.engine.averaging import WeightAverager
-from cavkit.engine.data import GlobalBatchPlan, sample_weights, seed_process, stream_batches, train_loader
+from cavkit.engine.data import plan_training_data, seed_process, stream_batches, train_loader
 from cavkit.engine.dist import DistInfo, all_reduce_mean, any_rank, barrier
-from cavkit.engine.evaluate import format_retrieval
+from cavkit.engine.evaluate import report_retrieval
+from cavkit.engine.finite import check_finite_weights, non_finite_loss
+from cavkit.engine.interrupt import StopSignals, stopped_at_once, stopped_by_signal
+from cavkit.engine.io_errors import disk_errors_as_messages, writing
+from cavkit.engine.label_count import check_label_count
 from cavkit.engine.noise import MaskingNoise
-from cavkit.engine.optim import build_optimizer, build_scheduler, freeze_all_but_head
+from cavkit.engine.optim import build_optimizer, build_scheduler
+from cavkit.engine.ownership import RunLock, claim_run_dir
 from cavkit.engine.recon_images import log_reconstructions
+from cavkit.engine.resume_settings import apply_hyperparameters, fresh_hyperparameters, review_changes
 from cavkit.engine.run_dir import NullLogger, RunLogger
 from cavkit.engine.scalars import ScalarWindow
-from cavkit.engine.state import Progress, RunFacts, TrainingParts, restore_training_state, training_state
-from cavkit.engine.train_step import TrainStep, autocast, objective_labels, scalar, to_device, wrap_ddp
+from cavkit.engine.state import (
+    Progress,
+    RunFacts,
+    TrainingParts,
+    progress_attribute,
+    restore_training_state,
+    training_state,
+)
+from cavkit.engine.train_step import autocast, build_train_step, scalar, to_device, wrap_ddp
 from cavkit.engine.validation import validation_losses
-from cavkit.errors import CavkitError, UsageError
-
-
-class NonFiniteLossError(CavkitError):
-    """A loss became NaN or infinite; the run stopped before updating the weights."""
-
-
-def _progress_attribute(name: str) -> property:
-    def get(self: Trainer) -> int:
-        return getattr(self.progress, name)
-
-    def set(self: Trainer, value: int) -> None:
-        setattr(self.progress, name, value)
-
-    return property(get, set, doc=f"``progress.{name}``")
+from cavkit.errors import UsageError
+from cavkit.models.maskers import announce_training_step
 
 
 class Trainer:
@@ -72,10 +72,8 @@ class Trainer:
     before :meth:`fit` to replay another run's order and masks.
     """
 
-    step = _progress_attribute("step")
-    epoch = _progress_attribute("epoch")
-    step_in_epoch = _progress_attribute("step_in_epoch")
-    samples_seen = _progress_attribute("samples_seen")
+    step, epoch = progress_attribute("step"), progress_attribute("epoch")
+    step_in_epoch, samples_seen = progress_attribute("step_in_epoch"), progress_attribute("samples_seen")
 
     def __init__(self, recipe: Any, *, run_dir: str, dist: DistInfo, versions: dict[str, str] | None = None,
                  on_step_end: list[Callable[[Trainer], None]] | None = None, argv: list[str] | None = None):
@@ -111,58 +109,27 @@ class Trainer:
         self._skipped = 0
         self._image_output: Any = None
         self.last_checkpoint: str | None = None
+        self._checkpoint_step: int | None = None
         self.logger: RunLogger | NullLogger = NullLogger()
         self.result: dict[str, Any] = {}
 
     def _build_parts(self) -> None:
-        """Model (optionally initialised from ``trainer.init``), objectives and datasets."""
-        recipe, dist = self.recipe, self.dist
+        """Model and objectives (one :class:`TrainStep`), then the datasets."""
+        recipe = self.recipe
         if recipe.data.train is None:
             raise UsageError("the recipe has no data.train dataset; add one to train")
-        if not recipe.objectives:
-            raise UsageError("the recipe has no objectives; add at least one under objectives:")
-        self.model: nn.Module = recipe.model.build()
-        if self.cfg.init:
-            from cavkit.checkpoints.load import init_from_checkpoint
-
-            report = init_from_checkpoint(self.model, self.cfg.init)
-            if dist.is_rank_zero:
-                print(f"cavkit: initialised {len(report['loaded'])} tensors from {self.cfg.init}; "
-                      f"fresh: {len(report['fresh'])}, ignored: {len(report['ignored'])}", file=sys.stderr)
-        self.labels = objective_labels(recipe.objectives)
-        objectives = [node.build() for node in recipe.objectives]
-        weights = [float(n.weight) for n in recipe.objectives]
-        self.train_step = TrainStep(self.model, objectives, self.labels, weights).to(self.device)
-        if self.cfg.freeze_base:
-            freeze_all_but_head(self.model, self.cfg.optimizer.head_prefixes)
+        self.train_step = build_train_step(recipe, self.device, report=self.dist.is_rank_zero)
+        self.model: nn.Module = self.train_step.model
+        self.labels = self.train_step.labels
         self.train_set = recipe.data.train.build()
         self.val_set = recipe.data.val.build() if recipe.data.val is not None else None
+        check_label_count(recipe, {"train": self.train_set, "val": self.val_set})
 
     def _plan_data(self) -> None:
         """Global batch, data order (map-style sets) and the step counts per epoch and in all."""
-        cfg = self.cfg
-        self.global_batch = cfg.batch_size * self.dist.world_size * cfg.grad_accum
-        self.iterable = isinstance(self.train_set, torch.utils.data.IterableDataset)
-        weights = sample_weights(self.train_set) if cfg.balanced_sampling else None
-        if cfg.balanced_sampling and weights is None:
-            raise UsageError("trainer.balanced_sampling is on but the training set provides no sample_weights")
-        if self.iterable:
-            # streaming sets (tar shards) split themselves by rank and worker; see stream_batches()
-            if cfg.balanced_sampling:
-                raise UsageError("trainer.balanced_sampling needs a map-style training set, not a streaming one")
-            try:
-                length = len(self.train_set)
-            except TypeError:
-                length = None
-            if length is None and not cfg.max_steps:
-                raise UsageError("the streaming training set has no known length: set trainer.max_steps "
-                                 "(or write index.json beside the shards)")
-            self.plan = None
-            self.steps_per_epoch = max(length // self.global_batch, 1) if length else cfg.max_steps
-        else:
-            self.plan = GlobalBatchPlan(len(self.train_set), self.global_batch, self.seed, weights)
-            self.steps_per_epoch = self.plan.steps_per_epoch
-        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        plan = plan_training_data(self.train_set, self.cfg, world_size=self.dist.world_size, seed=self.seed)
+        self.global_batch, self.iterable, self.plan = plan.global_batch, plan.iterable, plan.order
+        self.steps_per_epoch, self.total_steps = plan.steps_per_epoch, plan.total_steps
 
     def recipe_yaml(self) -> str:
         import yaml
@@ -179,35 +146,51 @@ class Trainer:
         return training_state(self.parts(), self.progress, rng=rng_states, averaging=self.averager.state, facts=facts)
 
     def save_checkpoint(self) -> str | None:
-        """Write ``checkpoints/step-N.pt`` (rank 0) with every rank's RNG state; apply ``keep_last``."""
+        """Write ``checkpoints/step-N.pt`` (rank 0) with every rank's RNG state; apply ``keep_last``.
+
+        Weights that are no longer finite are not saved (:func:`check_finite_weights`), so the last
+        checkpoint is always one to resume from.
+        """
+        check_finite_weights(self.model, self.step, self.last_checkpoint)
         rng = ckpt.capture_rng()
         if self.dist.is_distributed:
             gathered: list[Any] = [None] * self.dist.world_size
             torch.distributed.all_gather_object(gathered, rng)
         else:
             gathered = [rng]
-        uri = None
+        uri = ckpt.join(self.run_dir, ckpt.CHECKPOINT_DIR, ckpt.checkpoint_name(self.step))
         if self.dist.is_rank_zero:
-            uri = ckpt.join(self.run_dir, ckpt.CHECKPOINT_DIR, ckpt.checkpoint_name(self.step))
-            ckpt.save_object(self.state(gathered), uri)
-            ckpt.prune_checkpoints(self.run_dir, self.recipe.run.keep_last)
+            with writing(uri):
+                ckpt.save_object(self.state(gathered), uri)
+                ckpt.prune_checkpoints(self.run_dir, self.recipe.run.keep_last)
             self.logger.sync()
         barrier(self.dist)
-        self.last_checkpoint = uri or ckpt.join(self.run_dir, ckpt.CHECKPOINT_DIR, ckpt.checkpoint_name(self.step))
-        return uri
+        self.last_checkpoint, self._checkpoint_step = uri, self.step
+        return uri if self.dist.is_rank_zero else None
 
-    def resume(self, uri: str) -> None:
-        """Restore everything a checkpoint holds (on every rank)."""
+    def resume(self, uri: str, *, allow_changed: bool = False) -> None:
+        """Restore everything a checkpoint holds (on every rank); apply or refuse recipe changes.
+
+        See :mod:`cavkit.engine.resume_settings` for what may change on resume.
+        """
         state = ckpt.check_checkpoint(ckpt.load_object(uri), uri)
+        changes = review_changes(state.get("recipe") or "", self.recipe_yaml(), uri=uri, allow_changed=allow_changed)
+        fresh = fresh_hyperparameters(self.optimizer)
         self.progress, self.averager.state = restore_training_state(
             state, uri, self.parts(), global_batch=self.global_batch, dist=self.dist)
-        self.last_checkpoint = uri
+        if changes.resets_learning_rates:
+            apply_hyperparameters(self.optimizer, self.scheduler, fresh)
+        if self.dist.is_rank_zero:
+            for line in changes.warnings(self.step):
+                print(line, file=sys.stderr)
+        self.last_checkpoint, self._checkpoint_step = uri, self.step
 
     # -- one optimiser step --------------------------------------------------------------------------
     def train_one_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Forward/backward over the micro-batches, check the losses, step the optimiser."""
         cfg, dist = self.cfg, self.dist
         accum = len(micro_batches)
+        announce_training_step(self.model, seed=self.seed, step=self.step)  # per-step masking ratios
         if cfg.masking_noise == "global":
             self.noise.probe(self.model, to_device(micro_batches[0], self.device), self.device)
         if dist.is_distributed and self.module is self.train_step:
@@ -241,7 +224,8 @@ class Trainer:
         bad = ~torch.isfinite(loss_sums)
         if any_rank(bool(bad.any()) or not bool(torch.isfinite(total_sum)), dist):
             self.optimizer.zero_grad(set_to_none=True)
-            self._raise_non_finite(loss_sums)
+            values = all_reduce_mean(loss_sums, dist) if dist.is_distributed else loss_sums
+            raise non_finite_loss(self.labels, values, step=self.step, epoch=self.epoch, last_checkpoint=self.last_checkpoint)
         grad_norm = None
         if cfg.clip_grad is not None or (self.step + 1) % cfg.log_every == 0:
             self.scaler.unscale_(self.optimizer)
@@ -257,26 +241,12 @@ class Trainer:
             out["grad_norm"] = grad_norm.detach()
         return out
 
-    def _raise_non_finite(self, loss_sums: torch.Tensor) -> None:
-        values = all_reduce_mean(loss_sums, self.dist) if self.dist.is_distributed else loss_sums
-        bad = [f"{label} ({values[i].item()})" for i, label in enumerate(self.labels) if not math.isfinite(values[i].item())]
-        what = ", ".join(bad) if bad else "the weighted total"
-        keep = self.last_checkpoint or "none was written yet"
-        raise NonFiniteLossError(
-            f"non-finite loss at step {self.step + 1} (epoch {self.epoch + 1}) from objective {what}; "
-            f"the run stopped before updating the weights. Last good checkpoint: {keep}. "
-            "Lower trainer.optimizer.lr, set trainer.clip_grad, or use bf16 instead of fp16, then resume with --resume latest."
-        )
-
     def validate(self) -> dict[str, float]:
         """Mean validation losses per objective (see :mod:`cavkit.engine.validation`); ``{}`` without ``data.val``."""
         if self.val_set is None:
             return {}
         return validation_losses(self.train_step, self.module, self.val_set, self.cfg, seed=self.seed,
                                  noise=self.noise, dist=self.dist)
-
-    def averaged_state(self) -> dict[str, torch.Tensor] | None:
-        return self.averager.averaged()
 
     # -- the loop ----------------------------------------------------------------------------------------
     def _batches(self):
@@ -288,16 +258,47 @@ class Trainer:
             return stream_batches(self.train_set, epoch=self.epoch, skip=self.step_in_epoch * cfg.grad_accum, loader=loader)
         return iter(train_loader(self.train_set, plan=self.plan, epoch=self.epoch, start_step=self.step_in_epoch, **loader))
 
-    def fit(self, resume: str | None = None) -> dict[str, Any]:
-        """Train to the end of the recipe (or ``max_steps``); returns a summary dict."""
-        if resume is not None:
-            self.resume(ckpt.resolve_resume(resume, self.run_dir))
-        if self.dist.is_rank_zero:
-            self.logger = RunLogger(self.run_dir, tensorboard=self.recipe.run.tensorboard)
-            self.logger.write_start(
-                recipe_yaml=self.recipe_yaml(), versions=self.versions, world_size=self.dist.world_size,
-                device=str(self.device), resumed_from=self.last_checkpoint if resume else None, argv=self.argv,
-            )
+    def fit(self, resume: str | None = None, *, overwrite: bool = False, allow_changed: bool = False) -> dict[str, Any]:
+        """Train to the end of the recipe (or ``max_steps``); returns a summary dict.
+
+        :param resume: ``None`` (a fresh run), ``"latest"`` or a checkpoint URI.
+        :param overwrite: a fresh run may replace a run already in the run directory.
+        :param allow_changed: resume even when settings that define the run changed.
+
+        SIGTERM or Ctrl-C stop the run after the current step with a checkpoint
+        (:class:`~cavkit.engine.interrupt.RunInterrupted`); see :mod:`cavkit.engine.interrupt`.
+        """
+        lock = RunLock(self.run_dir)
+        try:
+            with disk_errors_as_messages(self.run_dir):
+                claim_run_dir(self.run_dir, lock, self.dist, fresh=resume is None, overwrite=overwrite)
+                if resume is not None:
+                    self.resume(ckpt.resolve_resume(resume, self.run_dir), allow_changed=allow_changed)
+                if self.dist.is_rank_zero:
+                    self._start_logger(resumed=resume is not None)
+                with StopSignals() as signals:
+                    self._train(signals)
+                self._finish()
+        except KeyboardInterrupt:
+            raise stopped_at_once(self.step, self.last_checkpoint, self.argv) from None
+        finally:
+            try:
+                self.logger.close()
+            finally:
+                lock.release()
+        return self.result
+
+    def _start_logger(self, *, resumed: bool) -> None:
+        self.logger = RunLogger(self.run_dir, tensorboard=self.recipe.run.tensorboard)
+        if resumed:  # records after the checkpoint are logged again by this run
+            self.logger.drop_records_after(self.step)
+        self.logger.write_start(
+            recipe_yaml=self.recipe_yaml(), versions=self.versions, world_size=self.dist.world_size,
+            device=str(self.device), resumed_from=self.last_checkpoint if resumed else None, argv=self.argv,
+        )
+
+    def _train(self, signals: StopSignals) -> None:
+        """The epochs and steps; checkpoints by the recipe's cadence and on a stop signal."""
         cfg = self.cfg
         from tqdm import tqdm
 
@@ -330,16 +331,25 @@ class Trainer:
                         self.save_checkpoint()
                     for callback in self.on_step_end:
                         callback(self)
+                    self._stop_if_signalled(signals)
                     if epoch_done:
                         break
                 del iterator
-            if self.step_in_epoch != 0:  # stopped mid-epoch by max_steps
+            if self.step_in_epoch != 0 and self._checkpoint_step != self.step:  # stopped mid-epoch by max_steps
                 self.save_checkpoint()
-            self._finish()
         finally:
             bar.close()
-            self.logger.close()
-        return self.result
+
+    def _stop_if_signalled(self, signals: StopSignals) -> None:
+        """After a step: on SIGTERM/SIGINT (on any rank) save a checkpoint and raise :class:`RunInterrupted`."""
+        received = signals.received
+        if not any_rank(received is not None, self.dist):
+            return
+        signum = received or signal.SIGTERM
+        if self._checkpoint_step != self.step:
+            self.save_checkpoint()
+        self.logger.sync()
+        raise stopped_by_signal(signum, self.step, self.total_steps, self.last_checkpoint, self.argv)
 
     def _log_window(self, window: ScalarWindow) -> dict[str, float]:
         extra = {"train/samples_seen": self.samples_seen,
@@ -377,26 +387,19 @@ class Trainer:
             inputs = input_metadata(self.model, self.recipe.model)  # the model's declared inputs
             meta = {"step": str(self.step), "recipe": self.recipe_yaml(), **inputs}
             final = ckpt.join(self.run_dir, "weights", "final.safetensors")
-            ckpt.save_weights(self.model.state_dict(), final, meta)
+            check_finite_weights(self.model, self.step, self.last_checkpoint)
+            with writing(final):
+                ckpt.save_weights(self.model.state_dict(), final, meta)
             self.result["final_weights"] = final
             averaged = self.averager.averaged()
             if averaged is not None:
                 uri = ckpt.join(self.run_dir, "weights", "averaged.safetensors")
-                ckpt.save_weights(averaged, uri, {**meta, "averaged_epochs": str(self.averager.count)})
+                with writing(uri):
+                    ckpt.save_weights(averaged, uri, {**meta, "averaged_epochs": str(self.averager.count)})
                 self.result["averaged_weights"] = uri
         self.result.update(step=self.step, epoch=self.epoch, last_checkpoint=self.last_checkpoint)
-        if self.recipe.data.eval is not None and self.recipe.retrieval is not None:
-            self.result["retrieval"] = self.evaluate_retrieval()
+        if self.recipe.data.eval is not None and self.recipe.retrieval is not None:  # rank 0 evaluates
+            self.result["retrieval"] = report_retrieval(
+                self.model, self.recipe, device=self.device, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
+                logger=self.logger, step=self.step) if self.dist.is_rank_zero else {}
         barrier(self.dist)
-
-    def evaluate_retrieval(self) -> dict[str, float]:
-        """Retrieval R@1/5/10 on ``data.eval`` with the recipe's strategy (rank 0; logged and printed)."""
-        from cavkit.engine.evaluate import retrieval_metrics
-
-        metrics: dict[str, float] = {}
-        if self.dist.is_rank_zero:
-            metrics = retrieval_metrics(self.model, self.recipe, device=self.device,
-                                        batch_size=self.cfg.eval_batch_size or self.cfg.batch_size)
-            self.logger.record("eval", self.step, metrics)
-            print(format_retrieval(metrics, self.recipe.retrieval.type), file=sys.stderr)
-        return metrics

@@ -12,7 +12,7 @@ import yaml
 import engine_helpers as h
 from cavkit.engine import checkpoint as ckpt
 from cavkit.engine.data import GlobalBatchPlan, MicroBatchSampler
-from cavkit.engine.trainer import NonFiniteLossError
+from cavkit.engine.finite import NonFiniteLossError
 
 
 def test_tiny_run_writes_run_directory_and_learns(tmp_path: Path) -> None:

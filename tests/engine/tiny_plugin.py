@@ -143,6 +143,15 @@ class NaNAfter(nn.Module):
         return ObjectiveOutput(loss=value + (float("nan") if self.calls > self.after else 0.0))
 
 
+class NaNGradientAfter(NaNAfter):
+    """A finite loss (0) whose gradient is NaN from call ``calls + 1`` on: sqrt'(0) = inf, times 0."""
+
+    def forward(self, batch, output):
+        self.calls += 1
+        zero = (output.audio_tokens * 0.0).sum()
+        return ObjectiveOutput(loss=torch.sqrt(zero) if self.calls > self.after else zero)
+
+
 @attrs.frozen(kw_only=True)
 class TinyDataConfig:
     num_items: int = param(24)
@@ -205,5 +214,6 @@ def cavkit_register_components(registry):
     registry.add("objective", "engine_tiny_nce", lambda c, **_: TinyNCE(c), TinyNCEConfig)
     registry.add("objective", "engine_tiny_ce", lambda c, **_: TinyCE(), TinyCEConfig)
     registry.add("objective", "engine_nan_after", lambda c, **_: NaNAfter(c), NaNAfterConfig)
+    registry.add("objective", "engine_nan_gradient_after", lambda c, **_: NaNGradientAfter(c), NaNAfterConfig)
     registry.add("dataset", "engine_tiny_data", lambda c, **_: TinyData(c), TinyDataConfig)
     registry.add("dataset", "engine_tiny_stream", lambda c, **_: TinyStream(c), TinyDataConfig)
