@@ -13,6 +13,7 @@ kind                     context keywords
 tokenizer (audio slot)   ``embed_dim``, ``audio_length``, ``trainable_pos``
 tokenizer (visual slot)  ``embed_dim``, ``image_size``, ``trainable_pos``
 encoder                  ``embed_dim``
+aggregator               ``dim`` (the per-frame feature width W)
 decoder                  ``encoder_dim``, ``audio_grid``, ``visual_grid``, ``audio_patch_dim``,
                          ``visual_patch_dim``
 everything else          none
@@ -36,6 +37,11 @@ Kinds and what they are called with (:class:`Tokenizer`, :class:`Encoder`, :clas
 ``dataset``
     a ``torch.utils.data.Dataset`` (or ``IterableDataset``) built as ``factory(config)``; items are
     dicts, see :data:`SAMPLE_KEYS`.
+``aggregator``
+    an ``nn.Module`` with an int attribute ``out_dim``; ``aggregator(frames [B,K,W]) -> [B,out_dim]``
+    turns a clip's K per-frame features into one clip feature (the Sync classifier's frame
+    aggregation, :mod:`cavkit.models.aggregators`); a clip's output must not depend on the other
+    clips of the batch.
 ``masker`` / ``tokenizer`` / ``encoder`` / ``decoder``
     see :class:`Masker`, :class:`Tokenizer`, :class:`Encoder`, :class:`Decoder`.
 

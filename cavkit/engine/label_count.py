@@ -19,8 +19,8 @@ from cavkit.errors import UsageError
 ROLES = ("train", "val", "eval")
 
 
-def mismatch(recipe: Any, role: str, have: int) -> tuple[str, str] | None:
-    """``(problem, fix)`` when ``data.<role>`` has ``have`` classes and the model another count."""
+def mismatch(recipe: Any, role: str, have: int) -> tuple[str, str, str] | None:
+    """``(where, problem, fix)`` when ``data.<role>`` has ``have`` classes and the model another count."""
     expected = getattr(recipe.model.config, "num_classes", None)
     if expected is None or have == expected:
         return None
@@ -29,12 +29,13 @@ def mismatch(recipe: Any, role: str, have: int) -> tuple[str, str] | None:
     fix = f"set model.num_classes: {have} (or --set model.num_classes={have}), or "
     if label_csv:
         return (
-            f"model.num_classes is {expected} but the label file {label_csv} (data.{role}.label_csv) lists {have} "
-            "classes",
+            f"data.{role}.label_csv",
+            f"the label file {label_csv} lists {have} classes but model.num_classes is {expected}",
             fix + f"point data.{role}.label_csv at the label file of the model's {expected} classes",
         )
     return (
-        f"model.num_classes is {expected} but data.{role} ({node.type} dataset) has {have} classes",
+        f"data.{role}",
+        f"the {node.type} dataset has {have} classes but model.num_classes is {expected}",
         fix + f"give the dataset {expected} classes",
     )
 
@@ -65,7 +66,7 @@ def label_count_findings(recipe: Any) -> list[Any]:
                 have = None
         found = mismatch(recipe, role, have) if isinstance(have, int) else None
         if found:
-            findings.append(Finding("model.num_classes", *found))
+            findings.append(Finding(*found))
     return findings
 
 
@@ -79,4 +80,5 @@ def check_label_count(recipe: Any, datasets: Mapping[str, Any]) -> None:
         have = getattr(dataset, "num_classes", None) if dataset is not None else None
         found = mismatch(recipe, role, have) if isinstance(have, int) else None
         if found:
-            raise UsageError(f"{found[0]}; {found[1]}")
+            where, problem, fix = found
+            raise UsageError(f"{where}: {problem}; {fix}")

@@ -98,8 +98,9 @@ def test_label_count_disagreeing_with_the_label_file_is_one_clear_message(tmp_pa
     assert result.exit_code != 0
     assert "1 problem before training" in result.stderr
     assert (
-        f"model.num_classes: model.num_classes is 5 but the label file {REFERENCE_DATA / 'labels.csv'} "
-        "(data.train.label_csv) lists 2 classes\n      fix: set model.num_classes: 2" in result.stderr
+        f"  - data.train.label_csv: the label file {REFERENCE_DATA / 'labels.csv'} lists 2 classes but "
+        "model.num_classes is 5\n      fix: set model.num_classes: 2 (or --set model.num_classes=2), or point "
+        "data.train.label_csv at the label file of the model's 5 classes" in result.stderr
     )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -108,12 +109,13 @@ def test_label_count_disagreeing_with_the_label_file_is_one_clear_message(tmp_pa
 def test_label_count_disagreeing_with_a_synthetic_set_names_the_dataset(tmp_path):
     result = run_cli(["train", str(TINY), "--set", "model.num_classes=6", "--run-dir", str(tmp_path / "run")])
     assert result.exit_code != 0
-    assert "model.num_classes is 6 but data.train (synthetic dataset) has 4 classes" in result.stderr
-    assert "data.eval (synthetic dataset) has 4 classes" in result.stderr  # every role is reported
+    # one line for both roles (train and eval have the same 4 classes)
+    assert "1 problem before training" in result.stderr
+    assert "data.train, data.eval: the synthetic dataset has 4 classes but model.num_classes is 6" in result.stderr
     # the trainer's own check (after the datasets are built) words it the same way
     from cavkit.engine.label_count import check_label_count
     from cavkit.recipe import load_recipe
 
     recipe = load_recipe(str(TINY), ["model.num_classes=6"])
-    with pytest.raises(UsageError, match=r"data.train \(synthetic dataset\) has 4 classes; set model.num_classes: 4"):
+    with pytest.raises(UsageError, match=r"data.train: the synthetic dataset has 4 classes but model.num_classes is 6; set"):
         check_label_count(recipe, {"train": recipe.data.train.build()})
