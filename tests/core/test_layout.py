@@ -9,11 +9,16 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "cavkit"
-COMMAND_MODULES = {"commands.py", "core_commands.py", "cli.py", "cli_options.py"}
+CLI_MODULES = {"cli.py", "cli_options.py"}
+
+
+def _is_command_module(path: Path) -> bool:
+    """An area's click commands: ``commands.py`` (or a ``*_command.py`` it registers beside it)."""
+    return path.name in CLI_MODULES or path.name.endswith(("commands.py", "_command.py"))
 
 
 def _modules(*areas: str) -> list[Path]:
-    return sorted(p for area in areas for p in (PACKAGE / area).rglob("*.py") if p.name not in COMMAND_MODULES)
+    return sorted(p for area in areas for p in (PACKAGE / area).rglob("*.py") if not _is_command_module(p))
 
 
 def _imported_modules(tree: ast.AST) -> set[str]:
