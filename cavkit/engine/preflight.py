@@ -246,26 +246,21 @@ def _check_run_dir(run_dir: str, resume: str | None, overwrite: bool) -> list[Fi
             )
         ]
     if resume is None:
-        finished = join(run_dir, "weights", "final.safetensors")
-        if _exists(finished):
-            return [
-                Finding(
-                    "run directory",
-                    f"{run_dir} already holds a finished run ({finished})",
-                    "continue it with --resume latest (e.g. with a larger trainer.epochs), or train into "
-                    "another --run-dir",
-                )
-            ]
+        from cavkit.engine.ownership import existing_run_entries
+
         try:
-            latest = latest_checkpoint(run_dir)
+            found = existing_run_entries(run_dir)
         except _FS_ERRORS:
-            latest = None
-        if latest is not None:
+            found = []
+        finished = join(run_dir, "weights", "final.safetensors")
+        state = "a finished run" if _exists(finished) else "a run"
+        if found:
             return [
                 Finding(
                     "run directory",
-                    f"{run_dir} already holds an unfinished run ({latest})",
-                    "continue it with --resume latest, or train into another --run-dir",
+                    f"{run_dir} already holds {state} ({', '.join(found)})",
+                    "continue it with --resume latest (e.g. with a larger trainer.epochs), start afresh with "
+                    "--overwrite (deletes that run's files), or train into another --run-dir",
                 )
             ]
     if resume == "latest":

@@ -119,7 +119,8 @@ def test_batch_init_and_finished_run_problems_come_together(tmp_path, monkeypatc
     assert "--set trainer.batch_size=3" in result.stderr
     assert "weights:cav-mae-scale++ is not in the cache and no download URL is recorded" in result.stderr
     assert "`cavkit weights get cav-mae-scale++ --file PATH`" in result.stderr
-    assert f"{tmp_path / 'run'} already holds a finished run" in result.stderr and "--resume latest" in result.stderr
+    assert f"{tmp_path / 'run'} already holds a finished run (weights)" in result.stderr
+    assert "--resume latest" in result.stderr and "--overwrite" in result.stderr
 
 
 def test_complete_inputs_pass_and_timm_names_are_checked_without_download(tmp_path):
@@ -138,3 +139,16 @@ def test_resume_targets_are_checked(tmp_path, resume):
     loaded = load_recipe(str(_recipe(tmp_path, datafile)), [])
     findings = run_findings(loaded, run_dir=str(tmp_path / "run"), device="cpu", resume=resume)
     assert [f.where for f in findings] == ["--resume"]
+
+
+def test_an_unfinished_run_is_named_and_overwrite_or_resume_lift_the_check(tmp_path):
+    datafile = _write_clips(tmp_path / "data", ["a", "b", "c", "d"], 2, {})
+    loaded = load_recipe(str(_recipe(tmp_path, datafile)), [])
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "step-00000004.pt").write_bytes(b"x")
+    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    run_dir = str(tmp_path / "run")
+    (finding,) = run_findings(loaded, run_dir=run_dir, device="cpu")
+    assert finding.message == f"{run_dir} already holds a run (checkpoints, metrics.jsonl)"
+    assert run_findings(loaded, run_dir=run_dir, device="cpu", overwrite=True) == []
+    assert run_findings(loaded, run_dir=run_dir, device="cpu", resume="latest") == []
