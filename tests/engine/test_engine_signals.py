@@ -150,3 +150,51 @@ def test_second_ctrl_c_stops_at_once_without_a_checkpoint(tmp_path: Path) -> Non
     assert "stopped at once" in stderr and "without a new checkpoint" in stderr and "Traceback" not in stderr
     assert [s for s, _ in ckpt.list_checkpoints(str(run_dir))] == before
     assert not list(run_dir.glob("**/.*.tmp"))
+
+
+def worker_pid(agent: int, rank: int) -> int | None:
+    """The pid of torchrun's worker process with ``RANK=rank`` (from /proc), or None while not started."""
+    try:
+        children = Path(f"/proc/{agent}/task/{agent}/children").read_text().split()
+    except OSError:
+        return None
+    for pid in children:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env:
+            return int(pid)
+    return None
+
+
+def torchrun(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "cavkit", "train", str(TINY), "--run-dir", str(run_dir), "--device", "cpu", *extra]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_ddp_rank_stops_both_at_the_same_step(tmp_path: Path) -> None:
+    """Under torchrun (2 CPU processes, gloo) the ranks agree on a stop; the resumed run matches a straight one."""
+    settings = ["--set", "trainer.epochs=8", "--set", "trainer.batch_size=4", "--set", "trainer.cpu_threads=1"]
+    straight = subprocess.run(torchrun(tmp_path / "straight", *settings), capture_output=True, text=True,
+                              env=ENV, timeout=600, check=False)
+    assert straight.returncode == 0, straight.stderr
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(torchrun(run_dir, *settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV, start_new_session=True)
+    wait_for_step(proc, run_dir)
+    rank1 = worker_pid(proc.pid, 1)
+    if rank1 is None:
+        proc.kill()
+        pytest.skip("cannot find torchrun's worker processes through /proc")
+    os.kill(rank1, signal.SIGTERM)  # rank 0 gets nothing: it must still stop at the same step
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    step = stop_message_step(stderr, "SIGTERM")
+    assert [s for s, _ in ckpt.list_checkpoints(str(run_dir))][-1] == step
+    resumed = subprocess.run(torchrun(run_dir, *settings, "--resume", "latest"), capture_output=True, text=True,
+                             env=ENV, timeout=600, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same(final_state(tmp_path / "straight"), final_state(run_dir))
+    assert_each_step_once(run_dir)
