@@ -156,3 +156,23 @@ def save_weights(state_dict: dict[str, torch.Tensor], uri: str, metadata: dict[s
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     write_bytes_atomic(uri, save_safetensors(tensors, metadata=metadata))
+
+
+def save_final_weights(run_dir: str, state_dict: dict[str, torch.Tensor], averager: Any, metadata: dict[str, str]) -> dict[str, str]:
+    """``weights/final.safetensors`` and, when ``averager`` holds epochs, ``weights/averaged.safetensors``.
+
+    Returns ``{"final_weights": uri[, "averaged_weights": uri]}``; write errors name the file.
+    """
+    from cavkit.engine.io_errors import writing
+
+    final = join(run_dir, "weights", "final.safetensors")
+    with writing(final):
+        save_weights(state_dict, final, metadata)
+    written = {"final_weights": final}
+    averaged = averager.averaged()
+    if averaged is not None:
+        uri = join(run_dir, "weights", "averaged.safetensors")
+        with writing(uri):
+            save_weights(averaged, uri, {**metadata, "averaged_epochs": str(averager.count)})
+        written["averaged_weights"] = uri
+    return written

@@ -386,17 +386,8 @@ class Trainer:
 
             inputs = input_metadata(self.model, self.recipe.model)  # the model's declared inputs
             meta = {"step": str(self.step), "recipe": self.recipe_yaml(), **inputs}
-            final = ckpt.join(self.run_dir, "weights", "final.safetensors")
             check_finite_weights(self.model, self.step, self.last_checkpoint)
-            with writing(final):
-                ckpt.save_weights(self.model.state_dict(), final, meta)
-            self.result["final_weights"] = final
-            averaged = self.averager.averaged()
-            if averaged is not None:
-                uri = ckpt.join(self.run_dir, "weights", "averaged.safetensors")
-                with writing(uri):
-                    ckpt.save_weights(averaged, uri, {**meta, "averaged_epochs": str(self.averager.count)})
-                self.result["averaged_weights"] = uri
+            self.result.update(ckpt.save_final_weights(self.run_dir, self.model.state_dict(), self.averager, meta))
         self.result.update(step=self.step, epoch=self.epoch, last_checkpoint=self.last_checkpoint)
         if self.recipe.data.eval is not None and self.recipe.retrieval is not None:  # rank 0 evaluates
             self.result["retrieval"] = report_retrieval(
