@@ -12,7 +12,7 @@ from PIL import Image
 from cavkit.errors import UsageError
 from cavkit.interfaces import ModelOutput
 from cavkit.pictures import export, heatmap, localization, patches
-from cavkit.pictures.inpaint import FIGURE_DPI, FIGURE_SIZE_INCHES, compose_inpainting, inpainting_figure
+from cavkit.pictures.inpaint import compose_inpainting, inpainting_figure
 
 
 def test_image_patchify_roundtrip_and_channel_order():
@@ -80,7 +80,7 @@ def test_inpainting_figure_size():
     audio, image = torch.randn(1, 64, 128), torch.randn(1, 3, 32, 32)
     png = inpainting_figure(compose_inpainting(audio, image, _fake_output(audio, image)), 0, title="t")
     picture = Image.open(io.BytesIO(png))
-    assert picture.size == (int(FIGURE_SIZE_INCHES[0] * FIGURE_DPI), int(FIGURE_SIZE_INCHES[1] * FIGURE_DPI))
+    assert picture.size == (1200, 700)  # 12 x 7 inches at 100 dpi, as docs/pictures.md states
 
 
 def test_similarity_maps_peak_at_the_matching_patch():
