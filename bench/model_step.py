@@ -3,9 +3,13 @@
 One step = forward + MAE and contrastive losses (weights 1 and 0.01) + backward, at a fixed batch.
 Both builds are the same model with the same weights; the baseline replaces
 ``F.scaled_dot_product_attention`` with the plain softmax(q·kᵀ)·v attention the published code uses.
-Timings alternate between the two builds in one process so machine noise hits both alike; the
-peak memory of a step is measured in a fresh child process per build (CPU: growth of max RSS over
-the step; GPU: ``torch.cuda.max_memory_allocated``).
+Timings alternate between the two builds in one process, step by step, and the ratio is taken
+between the fastest repeat of each (min of N). On CPU the clock is the process's CPU time
+(``time.process_time``) with one intra-op thread by default (``--threads``; with several threads,
+OpenMP's spin-waiting under contention counts as CPU time too), which other jobs on a shared
+machine barely move, unlike wall time; on CUDA it is wall time after a synchronise. The method is printed beside every number.
+The peak memory of a step is measured in a fresh child process per build (CPU: growth of the
+resident set over the step; GPU: ``torch.cuda.max_memory_allocated``).
 
 On a CUDA device it also times bf16 autocast and ``torch.compile`` and reports samples/s and model
 FLOPs utilisation (FLOPs counted with ``torch.utils.flop_counter``; peak from ``--peak-tflops``,
@@ -22,7 +26,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -83,14 +86,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def clock(device: str):
+    """``(read, description)``: process CPU time on CPU (robust to other jobs), wall time on CUDA."""
+    if device == "cuda":
+        return time.perf_counter, "wall time after cuda.synchronize"
+    return time.process_time, f"process CPU time, {torch.get_num_threads()} thread(s)"
+
+
 def time_steps(step, device: str, steps: int) -> list[float]:
+    read, _ = clock(device)
     times = []
     for _ in range(steps):
         sync(device)
-        t0 = time.perf_counter()
+        t0 = read()
         step()
         sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(read() - t0)
     return times
 
 
@@ -176,8 +187,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per build (after one warm-up)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per build, alternating (after one warm-up)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads while timing (default 1)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak for MFU (bf16 dense)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-build memory children")
     parser.add_argument("--memory-only", action="store_true", help="only measure step memory (no timing)")
@@ -198,6 +210,8 @@ def main() -> None:
         return
 
     device = args.device
+    if device == "cpu":
+        torch.set_num_threads(args.threads)
     print(
         f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} batch={args.batch} steps={args.steps}"
     )
@@ -219,10 +233,12 @@ def main() -> None:
         for _ in range(args.steps):  # alternate so that load changes hit both builds
             for attn, step in steps.items():
                 times[attn] += time_steps(step, device, 1)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"\n{name}: fp32 forward+backward step, median of {args.steps}")
-        print(f"  eager attention  {med['eager'] * 1e3:9.1f} ms")
-        print(f"  cavkit (sdpa)    {med['sdpa'] * 1e3:9.1f} ms   speed-up x{med['eager'] / med['sdpa']:.2f}")
+        best = {k: min(v) for k, v in times.items()}
+        method = f"{clock(device)[1]}, min of {args.steps} alternating repeats"
+        print(f"\n{name}: fp32 forward+backward step ({method})")
+        print(f"  eager attention  {best['eager'] * 1e3:9.1f} ms   (all repeats: {_ms(times['eager'])})")
+        print(f"  cavkit (sdpa)    {best['sdpa'] * 1e3:9.1f} ms   (all repeats: {_ms(times['sdpa'])})")
+        print(f"  speed-up x{best['eager'] / best['sdpa']:.2f} ({method})")
         if not args.no_memory:
             mem = {attn: peak_memory(name, attn, args) for attn in ("eager", "sdpa")}
             unit = "peak resident set above the model" if device == "cpu" else "peak allocated above weights"
@@ -233,6 +249,10 @@ def main() -> None:
         if device == "cuda" or args.accelerator_paths:
             accelerator_paths(name, builds, audio, image, args)
         del builds, steps
+
+
+def _ms(values: list[float]) -> str:
+    return ", ".join(f"{v * 1e3:.0f}" for v in values) + " ms"
 
 
 def accelerator_paths(name: str, builds, audio, image, args) -> None:
@@ -251,11 +271,12 @@ def accelerator_paths(name: str, builds, audio, image, args) -> None:
         step = step_fn(target, name, audio, image, autocast=autocast)
         for _ in range(3 if compiled else 1):
             step()
-        t = statistics.median(time_steps(step, args.device, max(args.steps, 5)))
+        t = min(time_steps(step, args.device, max(args.steps, 5)))
         rows.append((label, t))
     base = rows[0][1]
     where = torch.cuda.get_device_name() if args.device == "cuda" else args.device
-    print(f"  {where}: {flops / 1e9:.1f} GFLOP per step (MFU against {args.peak_tflops:g} TFLOP/s):")
+    print(f"  {where}: {flops / 1e9:.1f} GFLOP per step (MFU against {args.peak_tflops:g} TFLOP/s; "
+          f"{clock(args.device)[1]}, min of {max(args.steps, 5)}):")
     for label, t in rows:
         mfu = flops / t / (args.peak_tflops * 1e12)
         print(
