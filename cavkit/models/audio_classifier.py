@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from cavkit.errors import UsageError
-from cavkit.interfaces import Embeddings, ModelOutput
+from cavkit.interfaces import Embeddings
 from cavkit.models.cav_mae import unmasked_embeddings
+from cavkit.models.classifier_base import FeatureClassifier, classification_head, initialise
 from cavkit.models.encoder import CAVEncoder
 from cavkit.models.slots import build_slot
 
@@ -45,7 +46,7 @@ class AudioOnlyEncoder(CAVEncoder):
         return super().forward(audio, None, joint=False)
 
 
-class AudioClassifier(nn.Module):
+class AudioClassifier(FeatureClassifier):
     """``forward(audio [B,T,128], image=None) -> ModelOutput(logits [B,C])`` (upstream ``forward_pred``)."""
 
     mode = "audioonly"
@@ -54,12 +55,7 @@ class AudioClassifier(nn.Module):
         super().__init__()
         self.audio_tokenizer = audio_tokenizer
         self.encoder = encoder
-        dim = encoder.embed_dim
-        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))
-        nn.init.ones_(self.head[0].weight)
-        nn.init.zeros_(self.head[0].bias)
-        nn.init.xavier_uniform_(self.head[1].weight)
-        nn.init.zeros_(self.head[1].bias)
+        self.head = classification_head(encoder.embed_dim, num_classes)
 
     def features(self, audio: torch.Tensor | None, image: torch.Tensor | None = None, mode: str | None = None):
         """Pooled features ``[B,D]``; ``image`` is ignored (kept for the classifier call convention)."""
@@ -69,9 +65,6 @@ class AudioClassifier(nn.Module):
             raise UsageError("the audio-only classifier needs audio input")
         x = self.encoder.stack_audio(self.audio_tokenizer(audio))
         return self.encoder.modality_pass(x, "a").mean(dim=1)
-
-    def forward(self, audio, image=None, *, noise_audio=None, noise_visual=None) -> ModelOutput:
-        return ModelOutput(logits=self.head(self.features(audio)))
 
     def embed(self, audio: torch.Tensor | None, image: torch.Tensor | None = None) -> Embeddings:
         """Audio embeddings (upstream ``forward_feat``: patch latents after ``norm_a``); no visual side."""
@@ -101,8 +94,4 @@ def build_audio_classifier(config) -> AudioClassifier:
         attn_impl=enc.attn_impl,
     )
     model = AudioClassifier(audio_tokenizer=tokenizer, encoder=encoder, num_classes=config.num_classes)
-    if config.init:
-        from cavkit.checkpoints.load import init_from_checkpoint
-
-        init_from_checkpoint(model, config.init)
-    return model
+    return initialise(model, config.init)

@@ -18,13 +18,13 @@ import torch
 from torch import nn
 
 from cavkit.errors import UsageError
-from cavkit.interfaces import Embeddings, ModelOutput
-from cavkit.models.cav_mae import build_parts, unmasked_embeddings
+from cavkit.models.cav_mae import build_parts
+from cavkit.models.classifier_base import FeatureClassifier, classification_head, initialise
 
 MODES = ("multimodal", "audioonly", "videoonly", "missingaudioonly", "missingvideoonly")
 
 
-class Classifier(nn.Module):
+class Classifier(FeatureClassifier):
     def __init__(
         self,
         *,
@@ -41,12 +41,7 @@ class Classifier(nn.Module):
         self.audio_tokenizer = audio_tokenizer
         self.visual_tokenizer = visual_tokenizer
         self.encoder = encoder
-        dim = encoder.embed_dim
-        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))
-        nn.init.ones_(self.head[0].weight)
-        nn.init.zeros_(self.head[0].bias)
-        nn.init.xavier_uniform_(self.head[1].weight)
-        nn.init.zeros_(self.head[1].bias)
+        self.head = classification_head(encoder.embed_dim, num_classes)
 
     def features(self, audio: torch.Tensor | None, image: torch.Tensor | None, mode: str | None = None) -> torch.Tensor:
         """Pooled features ``[B, D]`` that feed the head in ``mode`` (default: this model's mode)."""
@@ -72,23 +67,9 @@ class Classifier(nn.Module):
         unified = enc.joint(enc.strip_global(x)).mean(dim=1)
         return (unified + own) / 2
 
-    def forward(
-        self, audio: torch.Tensor | None, image: torch.Tensor | None, *, noise_audio=None, noise_visual=None
-    ) -> ModelOutput:
-        """Logits ``[B, C]``; either input may be ``None`` when the mode does not use it."""
-        return ModelOutput(logits=self.head(self.features(audio, image)))
-
-    def embed(self, audio: torch.Tensor | None, image: torch.Tensor | None) -> Embeddings:
-        """Unmasked per-modality embeddings, as :meth:`cavkit.models.cav_mae.CAVMAE.embed`."""
-        return unmasked_embeddings(self, audio, image)
-
 
 def build_classifier(config) -> Classifier:
     """Factory for ``classifier``."""
     parts = build_parts(config, with_maskers=False)
     model = Classifier(num_classes=config.num_classes, mode=config.mode, **parts)
-    if config.init:
-        from cavkit.checkpoints.load import init_from_checkpoint
-
-        init_from_checkpoint(model, config.init)
-    return model
+    return initialise(model, config.init)

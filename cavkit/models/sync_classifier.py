@@ -27,14 +27,14 @@ import torch
 from torch import nn
 
 from cavkit.errors import UsageError
-from cavkit.interfaces import Embeddings, ModelOutput
-from cavkit.models.cav_mae import build_parts, unmasked_embeddings
+from cavkit.models.cav_mae import build_parts
+from cavkit.models.classifier_base import FeatureClassifier, classification_head, initialise
 from cavkit.models.slots import build_slot
 
 MODALITIES = ("audio", "visual", "both")
 
 
-class SyncClassifier(nn.Module):
+class SyncClassifier(FeatureClassifier):
     """Per-frame Sync features, a frame aggregator and a linear head; see the module docstring.
 
     ``forward(audio [B,K,L,128], image [B,K,3,H,W]) -> ModelOutput(logits [B,C])``; an input the
@@ -71,12 +71,7 @@ class SyncClassifier(nn.Module):
         self.visual_tokenizer = visual_tokenizer
         self.encoder = encoder
         self.aggregator = aggregator
-        dim = aggregator.out_dim
-        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))
-        nn.init.ones_(self.head[0].weight)
-        nn.init.zeros_(self.head[0].bias)
-        nn.init.xavier_uniform_(self.head[1].weight)
-        nn.init.zeros_(self.head[1].bias)
+        self.head = classification_head(aggregator.out_dim, num_classes)
 
     @staticmethod
     def frame_feature_width(embed_dim: int, modality: str) -> int:
@@ -119,16 +114,6 @@ class SyncClassifier(nn.Module):
         self._check_mode(mode)
         return self.aggregator(self.frame_features(audio, image))
 
-    def forward(
-        self, audio: torch.Tensor | None, image: torch.Tensor | None, *, noise_audio=None, noise_visual=None
-    ) -> ModelOutput:
-        """Clip logits ``[B,C]`` (nothing is masked: the noise arguments are accepted and unused)."""
-        return ModelOutput(logits=self.head(self.features(audio, image)))
-
-    def embed(self, audio: torch.Tensor | None, image: torch.Tensor | None) -> Embeddings:
-        """Per-frame unmasked embeddings of frames ``[N,L,128]`` / ``[N,3,H,W]``, as the pretraining model's."""
-        return unmasked_embeddings(self, audio, image)
-
 
 def build_sync_classifier(config) -> SyncClassifier:
     """Factory of the ``sync_classifier`` model."""
@@ -142,8 +127,4 @@ def build_sync_classifier(config) -> SyncClassifier:
         aggregator=aggregator,
         **parts,
     )
-    if config.init:
-        from cavkit.checkpoints.load import init_from_checkpoint
-
-        init_from_checkpoint(model, config.init)
-    return model
+    return initialise(model, config.init)
