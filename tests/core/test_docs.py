@@ -10,6 +10,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import yaml
 
 from cavkit import hookimpl, hookspecs
 from cavkit.config import at_least, param
@@ -74,11 +75,19 @@ def test_readme_recipe_example_is_valid_and_its_error_example_is_real(tmp_path):
     from cavkit.testing import run_cli
 
     readme = (REPO / "README.md").read_text()
-    (example,) = code_blocks(readme, "yaml")
+    example, append = code_blocks(readme, "yaml")
     recipe = tmp_path / "example.yaml"
     recipe.write_text("\n".join(line for line in example.splitlines() if not line.startswith("base:")))
     result = run_cli(["recipe", "check", str(recipe)])
     assert result.exit_code == 0, result.stderr
+
+    # the append example, on top of the first one: its objective comes after the parent's two
+    child = tmp_path / "child.yaml"
+    child.write_text(re.sub(r"^base: .*$", "base: example.yaml", append, flags=re.M))
+    shown = run_cli(["recipe", "show", str(child)])
+    assert shown.exit_code == 0, shown.stderr
+    objectives = yaml.safe_load(shown.stdout)["objectives"]
+    assert [o["type"] for o in objectives] == ["mae", "infonce", "infonce"] and objectives[2]["name"] == "both_ways"
 
     quoted = re.search(r"\(`(objectives\.1\.temprature: .*?)`\)", readme).group(1)
     broken = run_cli(["recipe", "check", str(recipe), "--set", "objectives.1.temprature=0.1"])
