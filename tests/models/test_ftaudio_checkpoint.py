@@ -84,8 +84,15 @@ def test_load_classify_and_convert_both_ways(tmp_path):
     # the forward is the CAV-MAE classifier's audio-only mode: same logits from a full classifier
     # holding the same audio weights (its visual weights are random and unused)
     full_node = build_model_node(
-        {"type": "classifier", "num_classes": 2, "mode": "audioonly", "audio_length": 64, "image_size": 32,
-         "embed_dim": 64, "encoder": {"depth": 2, "num_heads": 1}}
+        {
+            "type": "classifier",
+            "num_classes": 2,
+            "mode": "audioonly",
+            "audio_length": 64,
+            "image_size": 32,
+            "embed_dim": 64,
+            "encoder": {"depth": 2, "num_heads": 1},
+        }
     )
     full = full_node.build().eval()
     full.load_state_dict(model.state_dict(), strict=False)
@@ -111,14 +118,26 @@ def test_load_classify_and_convert_both_ways(tmp_path):
 
 def test_init_from_a_full_classifier_skips_the_visual_side(tmp_path):
     full_node = build_model_node(
-        {"type": "classifier", "num_classes": 2, "audio_length": 64, "image_size": 32, "embed_dim": 64,
-         "encoder": {"depth": 2, "num_heads": 1}}
+        {
+            "type": "classifier",
+            "num_classes": 2,
+            "audio_length": 64,
+            "image_size": 32,
+            "embed_dim": 64,
+            "encoder": {"depth": 2, "num_heads": 1},
+        }
     )
     full = full_node.build()
     torch.save(upstream_state_dict(full), tmp_path / "full.pth")
     model = build_model_node(
-        {"type": "audio_classifier", "num_classes": 2, "audio_length": 64, "embed_dim": 64,
-         "encoder": {"depth": 2, "num_heads": 1}, "init": str(tmp_path / "full.pth")}
+        {
+            "type": "audio_classifier",
+            "num_classes": 2,
+            "audio_length": 64,
+            "embed_dim": 64,
+            "encoder": {"depth": 2, "num_heads": 1},
+            "init": str(tmp_path / "full.pth"),
+        }
     ).build()
     own, theirs = model.state_dict(), full.state_dict()
     assert set(own) < set(theirs)
@@ -134,9 +153,22 @@ def test_eval_classify_an_audio_only_checkpoint(tmp_path):
     src = tmp_path / "ftaudio.pth"
     write_ftaudio(src)
     out = tmp_path / "metrics.json"
-    args = ["eval", "classify", "--checkpoint", str(src), "--datafile", str(REFERENCE_DATA / "data.json"),
-            "--dataset-type", "cav_mae", "--data", f"label_csv={REFERENCE_DATA / 'labels.csv'}",
-            "--data", "target_length=64", "--json", str(out)]
+    args = [
+        "eval",
+        "classify",
+        "--checkpoint",
+        str(src),
+        "--datafile",
+        str(REFERENCE_DATA / "data.json"),
+        "--dataset-type",
+        "cav_mae",
+        "--data",
+        f"label_csv={REFERENCE_DATA / 'labels.csv'}",
+        "--data",
+        "target_length=64",
+        "--json",
+        str(out),
+    ]
     result = run_cli(args)
     assert result.exit_code == 0, result.stderr
     assert "audioonly" in result.stdout
@@ -148,8 +180,12 @@ def test_eval_classify_an_audio_only_checkpoint(tmp_path):
     from cavkit.evaluation.classification import classification_metrics
 
     dataset = CavMaeDataset(
-        CavMaeDataConfig(datafile=str(REFERENCE_DATA / "data.json"), label_csv=str(REFERENCE_DATA / "labels.csv"),
-                         mode="eval", target_length=64)
+        CavMaeDataConfig(
+            datafile=str(REFERENCE_DATA / "data.json"),
+            label_csv=str(REFERENCE_DATA / "labels.csv"),
+            mode="eval",
+            target_length=64,
+        )
     )
     model = load_model(str(src))
     items = [dataset[i] for i in range(len(dataset))]

@@ -91,7 +91,7 @@ def test_both_modalities_concatenate_the_per_frame_global_tokens():
 
 def test_pooled_frame_token_is_the_mean_patch_token():
     model = build(modality="visual", frame_token="pooled", aggregator={"type": "mean"})
-    audio, image = clips()
+    _, image = clips()
     with torch.no_grad():
         feats = model.frame_features(None, image)
         one = model.embed(None, image[:, 0])
@@ -131,7 +131,9 @@ def test_global_frame_token_needs_global_tokens():
     with pytest.raises(UsageError, match="frame_token 'global' needs an encoder with global tokens"):
         build(encoder={"type": "cav_mae_encoder", "depth": 1, "num_heads": 2}, aggregator={"type": "mean"})
     model = build(
-        encoder={"type": "cav_mae_encoder", "depth": 1, "num_heads": 2}, frame_token="pooled", aggregator={"type": "mean"}
+        encoder={"type": "cav_mae_encoder", "depth": 1, "num_heads": 2},
+        frame_token="pooled",
+        aggregator={"type": "mean"},
     )
     audio, image = clips()
     with torch.no_grad():
@@ -164,7 +166,9 @@ def test_init_from_a_sync_pretraining_checkpoint(tmp_path):
     fresh = build(aggregator=attention)  # same seed, no init: what the new parts start from
     for key in ("aggregator.query", "head.1.weight"):
         torch.testing.assert_close(own[key], fresh.state_dict()[key])
-    assert not torch.equal(own["encoder.blocks_a.0.attn.qkv.weight"], fresh.state_dict()["encoder.blocks_a.0.attn.qkv.weight"])
+    assert not torch.equal(
+        own["encoder.blocks_a.0.attn.qkv.weight"], fresh.state_dict()["encoder.blocks_a.0.attn.qkv.weight"]
+    )
 
 
 # -- a plugin adds an aggregator ----------------------------------------------------------------

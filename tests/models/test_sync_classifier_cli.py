@@ -41,9 +41,19 @@ def test_tiny_sync_classifier_trains_and_evaluates(trained, tmp_path):
     from cavkit.evaluation.classification import classification_metrics
 
     model = load_model(str(trained))
-    data = SyntheticDataset(SyntheticDataConfig(layout="sync", mode="retrieval", num_clips=8, num_classes=4,
-                                                num_frames=4, image_size=32, audio_length=128, segment_length=32,
-                                                split="test"))
+    data = SyntheticDataset(
+        SyntheticDataConfig(
+            layout="sync",
+            mode="retrieval",
+            num_clips=8,
+            num_classes=4,
+            num_frames=4,
+            image_size=32,
+            audio_length=128,
+            segment_length=32,
+            split="test",
+        )
+    )
     items = [data[i] for i in range(len(data))]
     audio, image = torch.stack([it["audio"] for it in items]), torch.stack([it["image"] for it in items])
     assert audio.shape == (8, 4, 32, 128)
@@ -54,7 +64,9 @@ def test_tiny_sync_classifier_trains_and_evaluates(trained, tmp_path):
     assert metrics["mAP"] == pytest.approx(expected["mAP"])
 
     # --frames feeds a subset of each clip's frames to the aggregator
-    result = run_cli(["eval", "classify", str(TINY), "--checkpoint", str(trained), "--frames", "0,2", "--json", str(out)])
+    result = run_cli(
+        ["eval", "classify", str(TINY), "--checkpoint", str(trained), "--frames", "0,2", "--json", str(out)]
+    )
     assert result.exit_code == 0, result.stderr
     subset = json.loads(out.read_text())["modes"]["both"]
     assert subset["frames"] == 2
@@ -117,5 +129,7 @@ def test_label_count_disagreeing_with_a_synthetic_set_names_the_dataset(tmp_path
     from cavkit.recipe import load_recipe
 
     recipe = load_recipe(str(TINY), ["model.num_classes=6"])
-    with pytest.raises(UsageError, match=r"data.train: the synthetic dataset has 4 classes but model.num_classes is 6; set"):
+    with pytest.raises(
+        UsageError, match=r"data.train: the synthetic dataset has 4 classes but model.num_classes is 6; set"
+    ):
         check_label_count(recipe, {"train": recipe.data.train.build()})
