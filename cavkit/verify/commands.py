@@ -76,4 +76,4 @@ def trajectory_command(fixture: str, overrides: tuple[str, ...], run_dir: str | 
     if math.isnan(report.final_max_abs):
         click.echo(f"cavkit verify: {traj.name} OK for the {len(report.rows)} steps replayed (final weights not compared)")
     else:
-        click.echo(f"cavkit verify: {traj.name} OK: every step and the final weights are within tolerance")
+        click.echo(f"cavkit verify: {traj.name} OK: every step, every validation and the final weights are within tolerance")

@@ -3,7 +3,8 @@
 Quantities per step, in the order a divergence is looked for: the learning rate of every group
 (relative 1e-9: a schedule is exact arithmetic), the loss terms the fixture records (``loss``,
 ``loss_mae``, ``loss_mae_a``, ``loss_mae_v``, ``loss_c``; relative ``loss_rtol``), then ``c_acc``
-(exactly). ``loss_mae`` and ``loss_c`` are weighted upstream, so cavkit's objective losses are
+(exactly); after each epoch the validation loss where the fixture records it (``result_csv``
+``eval_total`` or ``val_losses``; relative ``loss_rtol``). ``loss_mae`` and ``loss_c`` are weighted upstream, so cavkit's objective losses are
 multiplied by the recipe's weights. Parameter norms (``trace.param_norm``) are shown as a
 diagnostic, not judged. The final weights must agree within ``final_weights_atol``, and the
 parameters the published optimiser never updated (``optimizer.not_updated_params``) must still hold
@@ -36,6 +37,7 @@ class Divergence:
 
     def __str__(self) -> str:
         where = (f"at step {self.step} (epoch {self.epoch})" if self.step is not None
+                 else f"at the validation after epoch {self.epoch}" if self.quantity.startswith("validation")
                  else "after training" if self.quantity.startswith("final") else "before training")
         values = "" if math.isnan(self.cavkit) else f"cavkit {self.cavkit:.8g}, published {self.published:.8g} "
         return f"first divergence {where}: {self.quantity}: {values}({self.detail})"
@@ -51,6 +53,7 @@ class Report:
     final_worst_tensor: str
     divergence: Divergence | None
     tolerance: dict[str, Any]
+    validation: list[dict[str, Any]] = attrs.Factory(list)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +80,19 @@ def cavkit_values(result: ReplayResult, row: dict[str, Any]) -> dict[str, float]
             label, weight = by_type[kind]
             out.update(loss_c=weight * row[f"train/loss/{label}"], c_acc=row[f"train/{label}/c_acc"])
     return out
+
+
+def published_validation(traj: Trajectory) -> list[float]:
+    """The published validation loss (weighted total) after each epoch, where the fixture records it."""
+    meta = traj.meta
+    if traj.kind == "finetune" and meta.get("val_losses"):
+        losses, epochs = meta["val_losses"], len(traj.order)
+        per = len(losses) // epochs
+        return [sum(losses[e * per:(e + 1) * per]) / per for e in range(epochs)] if per else []
+    columns = meta.get("result_csv_columns") or []
+    if "eval_total" in columns:
+        return [row[columns.index("eval_total")] for row in meta.get("result_csv") or []]
+    return []
 
 
 def compare(traj: Trajectory, result: ReplayResult) -> Report:
@@ -121,9 +137,19 @@ def compare(traj: Trajectory, result: ReplayResult) -> Report:
             norm_rel = max((_rel(now[n], float(norms[s, i])) for i, n in enumerate(names) if n in now), default=None)
         rows.append({"step": s, "epoch": epoch, "cavkit": mine, "published": pub, "lr": mine_lr, "pub_lr": pub_lr,
                      "worst_rel": max((v for q, v in rels.items() if q != "c_acc"), default=0.0), "norm_rel": norm_rel})
+    validation = []
+    for epoch, (pub, row) in enumerate(zip(published_validation(traj), result.epochs), start=1):
+        mine = row.get("val/loss")
+        if mine is None:
+            continue
+        rel = _rel(mine, pub)
+        validation.append({"epoch": epoch, "cavkit": mine, "published": pub, "rel": rel})
+        if first is None and rel > rtol:
+            first = Divergence(None, epoch, "validation loss", mine, pub, f"relative diff {rel:.3g} > rtol {rtol:g}")
     if len(result.steps) < len(traj.steps):
         # a shortened replay (--set trainer.max_steps=N) is judged on the steps it ran
-        return Report(rows, present, worst, worst_where, math.nan, "not compared: the replay stopped early", first, tol)
+        return Report(rows, present, worst, worst_where, math.nan, "not compared: the replay stopped early", first, tol,
+                      validation)
     final_abs, final_where = 0.0, "-"
     published_final = traj.state("final")
     for key, value in published_final.items():
@@ -141,7 +167,7 @@ def compare(traj: Trajectory, result: ReplayResult) -> Report:
     if first is None and final_abs > atol:
         first = Divergence(None, None, f"final weights: {final_where}", math.nan, math.nan,
                            f"max |cavkit - published| {final_abs:.3g} > atol {atol:g}")
-    return Report(rows, present, worst, worst_where, final_abs, final_where, first, tol)
+    return Report(rows, present, worst, worst_where, final_abs, final_where, first, tol, validation)
 
 
 def _fmt(value: Any) -> str:
@@ -165,6 +191,9 @@ def format_table(report: Report) -> str:
         norm = "-" if r["norm_rel"] is None else f"{r['norm_rel']:.1e}"
         lines.append(f"{r['step']:>4} {r['epoch']!s:>3} {'cavkit':9} {mine} {lr:>22} {r['worst_rel']:>10.1e} {norm:>9}")
         lines.append(f"{'':>4} {'':>3} {'published':9} {pub} {plr:>22}")
+    for v in report.validation:
+        lines.append(f"validation after epoch {v['epoch']}: loss cavkit {v['cavkit']:.8f}, published {v['published']:.8f} "
+                     f"(relative diff {v['rel']:.1e})")
     tol = report.tolerance
     lines.append(f"worst per-step relative loss difference: {report.worst_loss_rel:.2e} ({report.worst_loss_where}); "
                  f"tolerance rtol {float(tol['loss_rtol']):g}, c_acc exact")

@@ -50,7 +50,7 @@ def perturbed(tmp_path: Path, source: Path, edit) -> Path:
 def test_published_pretraining_trajectory_replays_within_tolerance(capsys):
     code, out, err = verify(capsys, str(PRETRAIN))
     assert code == 0, out + err
-    assert "traj_pretrain.json OK: every step and the final weights are within tolerance" in out
+    assert "traj_pretrain.json OK: every step, every validation and the final weights are within tolerance" in out
     steps = [line for line in out.splitlines() if line.split()[2:3] == ["cavkit"]]
     assert len(steps) == 18
 
