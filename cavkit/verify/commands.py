@@ -32,6 +32,7 @@ def verify_group() -> None:
                               (losses rtol 1e-5, c_acc exact, final weights atol 1e-4), else 1
                               naming the first step and quantity that diverged.
 
+    \b
     Example: cavkit verify trajectory ../shared/fixtures/training/traj_pretrain.json
     """
 

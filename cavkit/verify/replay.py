@@ -39,11 +39,17 @@ class ReplayResult:
     targets: tuple[torch.Tensor, torch.Tensor] | None
 
 
-def _group_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
-    """Learning rates in the published group order: backbone first, then the head (one value per kind)."""
+def _group_lrs(optimizer: torch.optim.Optimizer, head_lr_scale: float) -> list[float]:
+    """Learning rates in the published group order: backbone first, then the head (one value per kind).
+
+    With ``freeze_base`` cavkit has no backbone group, while upstream keeps one of frozen parameters
+    at ``lr``: its rate is reported as the head's divided by ``head_lr_scale``.
+    """
     seen: dict[bool, float] = {}
     for group in optimizer.param_groups:
         seen.setdefault(str(group.get("name", "base")).startswith("head"), group["lr"])
+    if True in seen and False not in seen and head_lr_scale > 0:
+        seen[False] = seen[True] / head_lr_scale
     return [seen[k] for k in (False, True) if k in seen]
 
 
@@ -104,7 +110,8 @@ def replay(traj: Trajectory, overrides: list[str], *, run_dir: str, host: Any) -
     trainer.noise = RecordedNoise.from_fixture(traj)
 
     lrs: list[list[float]] = []
-    trainer.optimizer.register_step_pre_hook(lambda opt, args, kwargs: lrs.append(_group_lrs(opt)))
+    scale = cfg.optimizer.head_lr_scale
+    trainer.optimizer.register_step_pre_hook(lambda opt, args, kwargs: lrs.append(_group_lrs(opt, scale)))
     names = traj.meta.get("trace_param_names") or []
     params = dict(trainer.model.named_parameters())
     tracked = [(n, params.get(K.upstream_to_cavkit(n) or "")) for n in names]

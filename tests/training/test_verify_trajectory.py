@@ -139,3 +139,25 @@ def test_parameters_the_published_loop_never_updated_must_stay_bitwise(tmp_path,
     code, out, err = verify(capsys, str(path))
     assert code == 1
     assert "first divergence after training: final weights: mlp_head.1.bias: (changed, but it gets no gradient" in err
+
+
+def test_freeze_base_comes_from_the_fixture_args(tmp_path, capsys):
+    """Frozen backbone: the head group alone trains in cavkit; upstream's frozen group still reports its lr."""
+    path = perturbed(tmp_path, FINETUNE, lambda m: m["args"].update(freeze_base=True))
+    code, out, err = verify(capsys, str(path), "--set", "trainer.max_steps=2")
+    assert code == 1
+    assert "first divergence at step 1 (epoch 1): loss" in err
+    assert "0.0001,0.001" in out
+
+
+def test_show_recipe_prints_the_published_run_as_a_cavkit_recipe(capsys):
+    import yaml
+
+    code, out, _ = verify(capsys, str(PRETRAIN), "--show-recipe")
+    assert code == 0
+    recipe = yaml.safe_load(out)
+    assert recipe["model"]["encoder"] == {"type": "cav_mae_encoder", "depth": 11, "joint_depth": 1, "num_heads": 2,
+                                          "mlp_ratio": 4.0}
+    assert [(o["type"], o["weight"]) for o in recipe["objectives"]] == [("mae", 1.0), ("infonce", 0.01)]
+    assert recipe["trainer"]["optimizer"]["name"] == "adam" and recipe["trainer"]["optimizer"]["weight_decay"] == 5e-7
+    assert recipe["trainer"]["schedule"] == {"type": "step", "decay_start": 2, "decay_every": 1, "gamma": 0.5}
