@@ -83,8 +83,9 @@ class StopSignals:
 def resume_command(argv: list[str]) -> str:
     """The command line that resumes this run: ``cavkit train ...`` with ``--resume latest``.
 
-    Drops ``--resume``/``--overwrite`` options of the original command; for anything other than
-    ``cavkit train`` (a script calling the trainer) it says to resume with ``--resume latest``.
+    Drops ``--resume``/``--overwrite`` options of the original command; under torchrun the command
+    is shown after ``torchrun <the same launcher options> -m``. For anything other than ``cavkit
+    train`` (a script calling the trainer) it says to resume with ``--resume latest``.
     """
     args = list(argv[1:])
     if not args or args[0] != "train":
@@ -101,7 +102,10 @@ def resume_command(argv: list[str]) -> str:
         if arg.startswith("--resume=") or arg == "--overwrite":
             continue
         kept.append(arg)
-    return shlex.join(["cavkit", *kept, "--resume", "latest"])
+    command = shlex.join(["cavkit", *kept, "--resume", "latest"])
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return f"torchrun <the same launcher options> -m {command}"
+    return command
 
 
 def stopped_by_signal(signum: int, step: int, total_steps: int, checkpoint: str | None, argv: list[str]) -> RunInterrupted:

@@ -94,9 +94,14 @@ def check_fresh_run(run_dir: str, *, overwrite: bool) -> None:
     if not found:
         return
     if not overwrite:
+        from cavkit.engine.checkpoint import latest_checkpoint
+
+        if latest_checkpoint(run_dir) is not None:
+            how = "continue it with --resume latest, replace it with --overwrite"
+        else:
+            how = "it has no checkpoint to resume from: replace it with --overwrite"
         raise UsageError(
-            f"run directory {run_dir} already holds a run ({', '.join(found)}); continue it with --resume latest, "
-            "replace it with --overwrite, or train into another --run-dir"
+            f"run directory {run_dir} already holds a run ({', '.join(found)}); {how}, or train into another --run-dir"
         )
     fs, path = fsspec.core.url_to_fs(run_dir)
     for name in found:

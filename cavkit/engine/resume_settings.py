@@ -66,12 +66,34 @@ def is_mutable(key: str) -> bool:
     return any(fnmatch.fnmatchcase(key, pattern) for pattern in MUTABLE)
 
 
-def changed_settings(saved_yaml: str, current_yaml: str) -> list[tuple[str, Any, Any]]:
-    """``[(key, saved value, current value)]`` for every leaf that differs (missing: ``None``)."""
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_ABSENT = _Absent()
+
+
+def changed_settings(saved_yaml: str, current_yaml: str) -> tuple[list[tuple[str, Any, Any]], list[str]]:
+    """``([(key, saved value, current value)], [keys of settings only one recipe has])``.
+
+    A list item only one side has (an objective added or removed) is a change, shown as
+    ``(absent)`` on the other side. Any other key only one side has is a setting one cavkit version
+    has and the other lacks: it is returned apart, as it says nothing about the user's intent.
+    """
     saved = _flatten(yaml.safe_load(saved_yaml) or {}, "", {})
     current = _flatten(yaml.safe_load(current_yaml) or {}, "", {})
-    keys = sorted(set(saved) | set(current))
-    return [(k, saved.get(k), current.get(k)) for k in keys if saved.get(k) != current.get(k)]
+    changed, unrecorded = [], []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key, _ABSENT), current.get(key, _ABSENT)
+        if old == new:
+            continue
+        in_list = any(part.isdigit() for part in key.split(".")) or isinstance(old, list) or isinstance(new, list)
+        if (old is _ABSENT or new is _ABSENT) and not in_list:
+            unrecorded.append(key)
+        else:
+            changed.append((key, old, new))
+    return changed, unrecorded
 
 
 def describe_changes(changes: list[tuple[str, Any, Any]]) -> str:
@@ -123,6 +145,7 @@ class ResumeChanges:
 
     applied: list[tuple[str, Any, Any]]
     forced: list[tuple[str, Any, Any]]  # fixed settings changed anyway with --allow-changed
+    unrecorded: list[str]  # settings only one of the two recipes has (written by another cavkit version)
 
     @property
     def resets_learning_rates(self) -> bool:
@@ -137,12 +160,15 @@ class ResumeChanges:
         if self.forced:
             lines.append(f"cavkit: warning: --allow-changed: resuming with settings the run did not start with: "
                          f"{describe_changes(self.forced)}; what follows is not a continuation of the original run")
+        if self.unrecorded:
+            lines.append("cavkit: note: the checkpoint's recipe and this one differ in which settings they have "
+                         f"(another cavkit version): {', '.join(self.unrecorded)}; the current values are used")
         return lines
 
 
 def review_changes(saved_yaml: str, current_yaml: str, *, uri: str, allow_changed: bool) -> ResumeChanges:
     """Compare the recipes; refuse fixed-setting changes unless ``allow_changed``."""
-    changes = changed_settings(saved_yaml, current_yaml)
+    changes, unrecorded = changed_settings(saved_yaml, current_yaml)
     applied = [c for c in changes if is_mutable(c[0])]
     fixed = [c for c in changes if not is_mutable(c[0])]
     if fixed and not allow_changed:
@@ -152,4 +178,4 @@ def review_changes(saved_yaml: str, current_yaml: str, *, uri: str, allow_change
             "--run-dir, or pass --allow-changed to resume anyway. On resume only these may change: lr, "
             "weight_decay, clip_grad, epochs, max_steps, logging/validation/checkpoint cadence, data.eval, retrieval"
         )
-    return ResumeChanges(applied=applied, forced=fixed)
+    return ResumeChanges(applied=applied, forced=fixed, unrecorded=unrecorded)

@@ -16,6 +16,7 @@ import yaml
 from cavkit.engine import checkpoint as ckpt
 from cavkit.engine.finite import NonFiniteLossError
 from cavkit.engine.ownership import RunLock
+from cavkit.engine.resume_settings import changed_settings, review_changes
 from cavkit.errors import UsageError
 from cavkit.testing import run_cli
 
@@ -116,6 +117,20 @@ def test_resume_refuses_changed_fixed_settings_unless_allowed(tmp_path: Path) ->
     assert allowed.exit_code == 0, allowed.stderr
     assert "--allow-changed: resuming with settings the run did not start with: seed 3 -> 4" in allowed.stderr
     assert [s for s, _ in ckpt.list_checkpoints(str(run_dir))][-1] == 12
+
+
+def test_changed_settings_tell_list_changes_from_settings_another_version_lacks() -> None:
+    saved = yaml.safe_dump({"seed": 1, "objectives": [{"type": "mae"}], "trainer": {"clip_grad": None}})
+    current = yaml.safe_dump({"seed": 1, "objectives": [{"type": "mae"}, {"type": "infonce"}],
+                              "trainer": {"clip_grad": None, "new_knob": 3}})
+    changed, unrecorded = changed_settings(saved, current)
+    assert [(k, repr(old), new) for k, old, new in changed] == [("objectives.1.type", "(absent)", "infonce")]
+    assert unrecorded == ["trainer.new_knob"]
+    with pytest.raises(UsageError, match=r"objectives.1.type \(absent\) -> 'infonce'"):
+        review_changes(saved, current, uri="ckpt.pt", allow_changed=False)
+    only_new = review_changes(saved, yaml.safe_dump({**yaml.safe_load(saved), "extra": {"x": 1}}),
+                              uri="ckpt.pt", allow_changed=False)
+    assert only_new.unrecorded == ["extra.x"] and "another cavkit version" in only_new.warnings(5)[0]
 
 
 def test_last_good_checkpoint_after_exploding_weights_holds_finite_weights(tmp_path: Path) -> None:

@@ -82,12 +82,13 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return final_state(run_dir)
 
 
-def stop_message_step(stderr: str, name: str) -> int:
+def stop_message_step(stderr: str, name: str, *, torchrun: bool = False) -> int:
     match = re.search(rf"{name}: stopped after step (\d+) of 32; checkpoint (\S+); resume with: (.+)", stderr)
     assert match, stderr
     step, checkpoint, resume = int(match.group(1)), match.group(2), match.group(3)
     assert checkpoint.endswith(f"step-{step:08d}.pt") and Path(checkpoint).exists()
-    assert resume.startswith("cavkit train ") and resume.endswith("--resume latest")
+    launcher = "torchrun <the same launcher options> -m " if torchrun else ""
+    assert resume.startswith(f"{launcher}cavkit train {TINY} --run-dir ") and resume.endswith("--resume latest")
     return step
 
 
@@ -191,7 +192,7 @@ def test_sigterm_to_one_ddp_rank_stops_both_at_the_same_step(tmp_path: Path) -> 
     os.kill(rank1, signal.SIGTERM)  # rank 0 gets nothing: it must still stop at the same step
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode != 0
-    step = stop_message_step(stderr, "SIGTERM")
+    step = stop_message_step(stderr, "SIGTERM", torchrun=True)
     assert [s for s, _ in ckpt.list_checkpoints(str(run_dir))][-1] == step
     resumed = subprocess.run(torchrun(run_dir, *settings, "--resume", "latest"), capture_output=True, text=True,
                              env=ENV, timeout=600, check=False)
