@@ -41,7 +41,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "cav_mae": ("recipes/cav_mae_pretrain.yaml", [f"data.train={SYNTH_CAV}", "data.val=null", "trainer.init=null"]),
     "sync": ("recipes/sync_pretrain.yaml", [f"data.train={SYNTH_SYNC}", "data.val=null", "data.eval=null", "trainer.init=null"]),
     "finetune": ("recipes/cav_mae_finetune_as20k.yaml",
-                 [f"data.train={SYNTH_CAV}", "data.val=null", "model.init=null", "model.num_classes=8"]),
+                 [f"data.train={SYNTH_CAV}", "data.val=null", "trainer.init=null", "model.num_classes=8"]),
 }
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}

@@ -1,6 +1,6 @@
 """Initialising CAV-MAE / CAV-MAE Sync from a timm ViT (the ImageNet-MAE initialisation, spec §4.7).
 
-``init: timm:vit_base_patch16_224.mae`` (``trainer.init`` or ``model.init``) builds the encoder
+``init: timm:vit_base_patch16_224.mae`` (``trainer.init``) builds the encoder
 initialisation that upstream's ``IN-initial.pth`` holds, from any timm ViT whose depth equals the
 model's modality-specific depth plus its joint depth (ViT-B/16: 11 + 1):
 

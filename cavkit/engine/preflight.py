@@ -8,7 +8,7 @@ with the setting it comes from and its fix, in a single :class:`PreflightError` 
 * clips of a datafile whose audio or frame files are missing on disk: by default a handful of clips
   spread over the file are probed (``quick``); ``full`` probes every clip (existence only; use
   ``cavkit data check`` to decode them);
-* initialisation checkpoints (``trainer.init`` / ``model.init``): missing files, unknown
+* initialisation checkpoints (``trainer.init``): missing files, unknown
   ``weights:`` names, published weights that are not in the cache and have no download URL, any
   download while ``CAVKIT_OFFLINE`` is set, unknown ``timm:`` models;
 * a ``--resume`` checkpoint that does not exist;
@@ -206,9 +206,6 @@ def _init_settings(recipe: Any) -> Iterable[tuple[str, str]]:
     trainer_init = getattr(recipe.trainer, "init", None)
     if trainer_init:
         yield "trainer.init", trainer_init
-    model_init = getattr(recipe.model.config, "init", None)
-    if model_init:
-        yield "model.init", model_init
 
 
 # -- devices, batches, run directory -----------------------------------------------------------------

@@ -17,7 +17,7 @@ from torch import nn
 from cavkit.errors import UsageError
 from cavkit.interfaces import Embeddings
 from cavkit.models.cav_mae import unmasked_embeddings
-from cavkit.models.classifier_base import FeatureClassifier, classification_head, initialise
+from cavkit.models.classifier_base import FeatureClassifier, classification_head
 from cavkit.models.encoder import CAVEncoder
 from cavkit.models.slots import build_slot
 
@@ -94,4 +94,4 @@ def build_audio_classifier(config) -> AudioClassifier:
         attn_impl=enc.attn_impl,
     )
     model = AudioClassifier(audio_tokenizer=tokenizer, encoder=encoder, num_classes=config.num_classes)
-    return initialise(model, config.init)
+    return model

@@ -136,9 +136,4 @@ def build_cav_mae(config) -> CAVMAE:
         audio_patch_dim=at.patch_dim,
         visual_patch_dim=vt.patch_dim,
     )
-    model = CAVMAE(**parts)
-    if config.init:
-        from cavkit.checkpoints.load import init_from_checkpoint
-
-        init_from_checkpoint(model, config.init)
-    return model
+    return CAVMAE(**parts)

@@ -19,7 +19,7 @@ from torch import nn
 
 from cavkit.errors import UsageError
 from cavkit.models.cav_mae import build_parts
-from cavkit.models.classifier_base import FeatureClassifier, classification_head, initialise
+from cavkit.models.classifier_base import FeatureClassifier, classification_head
 
 MODES = ("multimodal", "audioonly", "videoonly", "missingaudioonly", "missingvideoonly")
 
@@ -72,4 +72,4 @@ def build_classifier(config) -> Classifier:
     """Factory for ``classifier``."""
     parts = build_parts(config, with_maskers=False)
     model = Classifier(num_classes=config.num_classes, mode=config.mode, **parts)
-    return initialise(model, config.init)
+    return model

@@ -45,12 +45,3 @@ class FeatureClassifier(nn.Module):
         from cavkit.models.cav_mae import unmasked_embeddings
 
         return unmasked_embeddings(self, audio, image)
-
-
-def initialise(model: nn.Module, init: str | None) -> nn.Module:
-    """Load a checkpoint's matching weights into ``model`` when ``init`` names one; return ``model``."""
-    if init:
-        from cavkit.checkpoints.load import init_from_checkpoint
-
-        init_from_checkpoint(model, init)
-    return model

@@ -16,10 +16,6 @@ from cavkit.config import ComponentNode, at_least, component, param
 SyncModality = Literal["audio", "visual", "both"]
 FrameToken = Literal["global", "pooled"]
 
-_INIT_HELP = (
-    "checkpoint (official .pth or cavkit) whose encoder initialises this model; the head and the aggregator start fresh"
-)
-
 
 # -- aggregators ---------------------------------------------------------------------------------
 @attrs.frozen(kw_only=True)
@@ -57,7 +53,6 @@ class SyncClassifierConfig:
     image_size: int = param(224, help="image side H = W in pixels", validator=at_least(1))
     embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
     trainable_pos: bool = param(True, help="train the position embeddings (upstream FT default tr_pos=True)")
-    init: str | None = param(None, help=_INIT_HELP)
     audio_tokenizer: ComponentNode | None = component(
         "tokenizer", default_type="audio_patch", help="fbank segment to patch tokens"
     )
@@ -91,7 +86,6 @@ class AudioClassifierConfig:
     audio_length: int = param(1024, help="fbank frames T per example", validator=at_least(1))
     embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
     trainable_pos: bool = param(True, help="train the position embeddings (upstream tr_pos=True)")
-    init: str | None = param(None, help=_INIT_HELP + "; visual weights in it are skipped")
     audio_tokenizer: ComponentNode | None = component(
         "tokenizer", default_type="audio_patch", help="fbank to patch tokens"
     )

@@ -111,12 +111,6 @@ class DecoderConfig:
 
 # -- models --------------------------------------------------------------------------------------
 
-_INIT_HELP = (
-    "checkpoint (official .pth or cavkit) to initialise from, e.g. IN-initial.pth; "
-    "position embeddings of another shape stay fresh sin-cos"
-)
-
-
 @attrs.frozen(kw_only=True)
 class CAVMAEConfig:
     """CAV-MAE pretraining model (spec §2). Defaults: the released full-size configuration."""
@@ -127,7 +121,6 @@ class CAVMAEConfig:
     image_size: int = param(224, help="image side H = W in pixels", validator=at_least(1))
     embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
     trainable_pos: bool = param(False, help="train the sin-cos position embeddings (upstream tr_pos)")
-    init: str | None = param(None, help=_INIT_HELP)
     audio_tokenizer: ComponentNode | None = component(
         "tokenizer", default_type="audio_patch", help="fbank to patch tokens"
     )
@@ -173,7 +166,6 @@ class ClassifierConfig:
     image_size: int = param(224, help="image side in pixels", validator=at_least(1))
     embed_dim: int = param(768, help="encoder width D", validator=at_least(1))
     trainable_pos: bool = param(True, help="train the position embeddings (upstream FT default tr_pos=True)")
-    init: str | None = param(None, help="checkpoint (official .pth or cavkit) whose encoder initialises this model")
     audio_tokenizer: ComponentNode | None = component(
         "tokenizer", default_type="audio_patch", help="fbank to patch tokens"
     )

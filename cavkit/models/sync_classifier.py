@@ -28,7 +28,7 @@ from torch import nn
 
 from cavkit.errors import UsageError
 from cavkit.models.cav_mae import build_parts
-from cavkit.models.classifier_base import FeatureClassifier, classification_head, initialise
+from cavkit.models.classifier_base import FeatureClassifier, classification_head
 from cavkit.models.slots import build_slot
 
 MODALITIES = ("audio", "visual", "both")
@@ -127,4 +127,4 @@ def build_sync_classifier(config) -> SyncClassifier:
         aggregator=aggregator,
         **parts,
     )
-    return initialise(model, config.init)
+    return model

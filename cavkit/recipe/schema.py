@@ -18,6 +18,7 @@ A recipe's top level::
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Literal
 
 import attrs
@@ -99,7 +100,7 @@ class TrainerConfig:
     precision: Literal["fp32", "bf16", "fp16"] = param("fp32", help="autocast precision (fp16 adds a gradient scaler)")
     grad_accum: int = param(1, help="micro-batches per optimiser step", validator=at_least(1))
     clip_grad: float | None = param(None, help="clip the gradient norm to this value (null: no clipping)", validator=[at_least(0.0), finite()])
-    init: str | None = param(None, help="initialise the model from this checkpoint before training (IN-initial.pth, an official or cavkit checkpoint; expected differences such as a new head or resized position embeddings are allowed); unused when resuming")
+    init: str | None = param(None, help="initialise the model from this checkpoint before training (IN-initial.pth, an official or cavkit checkpoint, weights:NAME, a URL, timm:VIT; expected differences such as a new head, a new aggregator or resized position embeddings are allowed); unused when resuming. The one init setting: model.init is a deprecated alias")
     freeze_base: bool = param(False, help="train only the head parameters (linear probing)")
     balanced_sampling: bool = param(False, help="draw training clips with the dataset's class-balancing weights (with replacement)")
     sum_device_losses: bool = param(False, help="sum instead of average the per-device losses (CAV-MAE's DataParallel did; gradient x devices)")
@@ -186,9 +187,32 @@ def _check_requires(requires: Any, host: Any = None) -> list[Problem]:
     return problems
 
 
+def move_model_init(data: dict[str, Any], source: str) -> tuple[dict[str, Any], list[Problem]]:
+    """Recipes from before cavkit had one init setting: ``model.init`` moves to ``trainer.init``.
+
+    Prints a deprecation note on stderr. Both set to different checkpoints is a problem (which one
+    was meant cannot be guessed); ``model.init: null`` clears ``trainer.init`` as it used to mean "no
+    initialisation". :returns: the data to validate and the problems.
+    """
+    model = data.get("model")
+    if not isinstance(model, dict) or "init" not in model:
+        return data, []
+    value = model["init"]
+    trainer = data.get("trainer") if isinstance(data.get("trainer"), dict) else {}
+    if value is not None and trainer.get("init") not in (None, value):
+        return data, [Problem("model.init", f"model.init ({value!r}) and trainer.init ({trainer['init']!r}) "
+                                            "name different checkpoints; model.init is a deprecated alias of "
+                                            "trainer.init: keep only trainer.init")]
+    print(f"cavkit: warning: {source}: model.init is deprecated; it now is trainer.init "
+          "(the one initialisation setting), write it there", file=sys.stderr)
+    moved = {**data, "model": {k: v for k, v in model.items() if k != "init"}, "trainer": {**trainer, "init": value}}
+    return moved, []
+
+
 def validate_recipe(data: dict[str, Any], *, source: str, host: Any) -> Recipe:
     """Check recipe data against :class:`Recipe` and the registry; raise with every problem."""
-    problems = _check_requires(data.get("requires", []), host)
+    data, problems = move_model_init(data, source)
+    problems += _check_requires(data.get("requires", []), host)
     version = data.get("cavkit", RECIPE_VERSION)
     if version != RECIPE_VERSION and isinstance(version, int):
         problems.append(Problem("cavkit", f"recipe schema version {version} is not supported (this cavkit reads {RECIPE_VERSION})"))

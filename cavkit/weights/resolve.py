@@ -1,7 +1,7 @@
 """Turning ``weights:NAME`` and ``http(s)://`` references into verified local files.
 
 :func:`resolve_checkpoint_uri` is called by :func:`cavkit.checkpoints.load.read_checkpoint_bytes`,
-the one place checkpoint paths are read, so every caller (``trainer.init`` / ``model.init``,
+the one place checkpoint paths are read, so every caller (``trainer.init``,
 ``--checkpoint``, ``cavkit convert``, ``embed``, ``inpaint``, ``localize``, ``load_model``) accepts
 them. A cached, verified file is used without any network access.
 """

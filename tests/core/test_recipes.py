@@ -285,3 +285,17 @@ def test_a_key_set_one_section_too_high_points_to_where_it_lives(toy_host, tmp_p
     result = run_cli(["recipe", "check", path, "--set", "trainer.lr=1e-4"], host=toy_host)
     assert result.exit_code == 2
     assert "  - trainer.lr: unknown key 'lr'; did you mean 'trainer.optimizer.lr'?" in result.stderr
+
+
+def test_model_init_of_older_recipes_moves_to_trainer_init(toy_host, tmp_path, capsys):
+    """One init setting: an old recipe's model.init still loads, as trainer.init, with a note."""
+    old = write(tmp_path, GOOD.replace("  width: 8\n", "  width: 8\n  init: pretrained/old.pth\n"), "old.yaml")
+    recipe = load_recipe(str(old), host=toy_host)
+    assert recipe.trainer.init == "pretrained/old.pth"
+    assert "model.init is deprecated; it now is trainer.init" in capsys.readouterr().err
+    cleared = load_recipe(str(old), ["model.init=null"], host=toy_host)
+    assert cleared.trainer.init is None
+    both = run_cli(["recipe", "check", str(old), "--set", "trainer.init=other.pth"], host=toy_host)
+    assert both.exit_code == 2
+    assert ("  - model.init: model.init ('pretrained/old.pth') and trainer.init ('other.pth') name different "
+            "checkpoints; model.init is a deprecated alias of trainer.init: keep only trainer.init") in both.stderr

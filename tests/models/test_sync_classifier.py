@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cavkit import hookimpl
+from cavkit.checkpoints.load import init_from_checkpoint
 from cavkit.config import structure_node
 from cavkit.errors import UsageError
 from cavkit.models.aggregators import AttentionAggregator, MeanAggregator
@@ -159,7 +160,8 @@ def test_init_from_a_sync_pretraining_checkpoint(tmp_path):
     save_file(state, str(path), metadata={"format": "cavkit.model", "recipe": model_recipe_text(pretrained)})
 
     attention = {"type": "attention", "depth": 1, "num_heads": 4}
-    model = build(init=str(path), aggregator=attention)
+    model = build(aggregator=attention)
+    init_from_checkpoint(model, str(path))  # trainer.init
     own = model.state_dict()
     for key in ("encoder.blocks_a.0.attn.qkv.weight", "encoder.cls_token_v", "visual_tokenizer.proj.weight"):
         torch.testing.assert_close(own[key], state[key])

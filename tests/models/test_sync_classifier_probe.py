@@ -20,7 +20,7 @@ PROBE = str(REPO / "recipes" / "quickstart_probe.yaml")
 
 def _probe(tmp_path: Path, name: str, init: str) -> dict:
     run_dir = tmp_path / name
-    result = run_cli(["train", PROBE, "--set", f"model.init={init}", "--run-dir", str(run_dir)])
+    result = run_cli(["train", PROBE, "--set", f"trainer.init={init}", "--run-dir", str(run_dir)])
     assert result.exit_code == 0, result.stderr
     out = tmp_path / f"{name}.json"
     weights = str(run_dir / "weights" / "final.safetensors")

@@ -13,7 +13,7 @@ import torch
 
 import cavkit
 from cavkit.checkpoints.convert import upstream_state_dict
-from cavkit.checkpoints.load import build_model_node, load_model
+from cavkit.checkpoints.load import build_model_node, init_from_checkpoint, load_model
 from cavkit.errors import CheckpointError
 from cavkit.plugins import set_plugin_host
 from cavkit.testing import plugin_host, run_cli
@@ -99,8 +99,9 @@ def test_a_plugin_registers_weights_that_load_by_name_everywhere(server, officia
     try:
         model = load_model("weights:tiny-test", overrides=["encoder.num_heads=2", "decoder.num_heads=2"])
         assert all(torch.equal(model.state_dict()[k], original[k]) for k in original)
-        # model.init (and trainer.init, which calls the same reader) accepts the name too
-        fresh = build_model_node({**TINY, "init": "weights:tiny-test"}).build()
+        # trainer.init (init_from_checkpoint, which calls the same reader) accepts the name too
+        fresh = build_model_node(TINY).build()
+        init_from_checkpoint(fresh, "weights:tiny-test")
         assert all(torch.equal(fresh.state_dict()[k], original[k]) for k in original if not k.startswith("decoder."))
     finally:
         set_plugin_host(None)

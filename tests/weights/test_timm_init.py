@@ -79,12 +79,11 @@ def test_cav_mae_from_a_small_vit_maps_every_tensor_and_reports_the_fresh_parts(
     assert "the MAE decoder (timm checkpoints have none)" in groups and "modality embeddings" in groups
 
 
-def test_sync_model_from_the_vit_b_mae_config_through_model_init(tmp_path, capsys):
+def test_sync_model_from_the_vit_b_mae_config_through_init(tmp_path, capsys):
     """The published shape: ViT-B/16 (MAE variant name) into the released Sync configuration (11 + 1)."""
     path, vit = _saved_vit(tmp_path, "vit_base_patch16_224.mae")
-    model = build_model_node(
-        {"type": "cav_mae_sync", "audio_length": 416, "init": f"timm:vit_base_patch16_224.mae={path}"}
-    ).build()
+    model = build_model_node({"type": "cav_mae_sync", "audio_length": 416}).build()
+    init_from_checkpoint(model, f"timm:vit_base_patch16_224.mae={path}")  # what trainer.init does
     _check_mapping(model, vit, specific=11, joint=1)
     message = capsys.readouterr().err
     assert "freshly initialised:" in message and "register tokens" in message and "global tokens" in message
