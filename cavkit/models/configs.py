@@ -86,16 +86,22 @@ class EncoderConfig(_EncoderSize):
     attn_impl: AttnImpl = param("sdpa", help=_ATTN_HELP)
 
 
-@attrs.frozen(kw_only=True)
-class SyncEncoderConfig(_EncoderSize):
-    """The CAV-MAE Sync encoder as released: global tokens on, 8 registers per modality (spec §4.5)."""
+def _in_base_order(cls: type, fields: list[attrs.Attribute]) -> list[attrs.Attribute]:
+    """Keep a subclass's redefined fields where the base class has them (attrs moves them last), so
+    that ``cavkit components show`` and stored recipes list the parameters in the same order."""
+    order = [f.name for f in attrs.fields(cls.__mro__[1])]
+    return sorted(fields, key=lambda f: order.index(f.name) if f.name in order else len(order))
+
+
+@attrs.frozen(kw_only=True, field_transformer=_in_base_order)
+class SyncEncoderConfig(EncoderConfig):
+    """The CAV-MAE Sync encoder as released: global tokens on, 8 registers per modality (spec §4.5).
+
+    The parameters of :class:`EncoderConfig`; only these two defaults differ.
+    """
 
     global_tokens: bool = param(True, help=_GLOBAL_HELP)
     num_register_tokens: int = param(8, help=_REGISTER_HELP, validator=at_least(0))
-    contrastive_head_depth: int = param(0, help=_HEADS_HELP, validator=at_least(0))
-    keep_register_tokens: bool = param(False, help=_KEEP_REG_HELP)
-    register_slicing: RegisterSlicing = param("exact", help=_SLICING_HELP)
-    attn_impl: AttnImpl = param("sdpa", help=_ATTN_HELP)
 
 
 @attrs.frozen(kw_only=True)
@@ -131,13 +137,6 @@ class CAVMAEConfig:
     visual_masker: ComponentNode | None = component("masker", default_type="unstructured", help="visual masking")
     encoder: ComponentNode | None = component("encoder", default_type="cav_mae_encoder", help="the encoder")
     decoder: ComponentNode | None = component("decoder", default_type="mae_decoder", help="the MAE decoder")
-
-
-def _in_base_order(cls: type, fields: list[attrs.Attribute]) -> list[attrs.Attribute]:
-    """Keep a subclass's redefined fields where the base class has them (attrs moves them last), so
-    that ``cavkit components show`` and stored recipes list the parameters in the same order."""
-    order = [f.name for f in attrs.fields(cls.__mro__[1])]
-    return sorted(fields, key=lambda f: order.index(f.name) if f.name in order else len(order))
 
 
 @attrs.frozen(kw_only=True, field_transformer=_in_base_order)
