@@ -10,7 +10,7 @@ import json
 
 import click
 
-from cavkit.cli_options import checkpoint_option, data_params_option, device_option, set_option
+from cavkit.cli_options import checkpoint_option, data_params_option, device_option, embedding_option, set_option
 from cavkit.errors import UsageError
 
 
@@ -34,12 +34,8 @@ from cavkit.errors import UsageError
     help="audio: subtract the mean audio embedding of the set before the cosine (as `cavkit localize`); "
     "none: plain cosine",
 )
-@click.option(
-    "--embedding",
-    type=click.Choice(["auto", "global", "pooled"]),
-    default="auto",
-    show_default=True,
-    help="audio embedding to prompt with (auto: the Sync global token when the model has one, else pooled)",
+@embedding_option(
+    help="audio embedding to prompt with (auto: the Sync global token when the model has one, else pooled)"
 )
 @click.option("--samples", type=click.IntRange(1), help="score only the first N images")
 @click.option("--json", "json_uri", help="write the scores as JSON here")
