@@ -10,8 +10,9 @@ without a checkpoint (the last one stays the resume point).
 DataLoader workers share the terminal's process group, so a Ctrl-C reaches them too, and a
 scheduler may signal every process of a job. Workers ignore both signals
 (:func:`ignore_stop_signals`, their ``worker_init_fn``): the main process decides, and it shuts
-them down when it stops. A worker forked before that hook runs inherits the handler, which does
-nothing outside the process that installed it.
+them down when it stops (a worker busy with an item finishes it first). Were a worker to die of the
+signal instead, PyTorch would fail the main process at once, before any checkpoint. A worker forked
+before that hook runs inherits the handler, which does nothing outside the process that installed it.
 """
 
 from __future__ import annotations

@@ -195,8 +195,9 @@ class RunLogger(NullLogger):
             self.sync()
         finally:
             if self._append is not None:
-                self._append.close()
-                self._append = None
+                handle, self._append = self._append, None
+                with writing(self.metrics_uri):
+                    handle.close()  # flushes: a full disk is reported like any other write
             if self._writer is not None:
                 self._writer.close()
                 if self._tb_temp and self._tb_local:
