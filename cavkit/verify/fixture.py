@@ -131,6 +131,18 @@ class Trajectory:
         except Exception as exc:  # safetensors raises several types for a damaged file
             raise FixtureError(f"{self.tensors_path}: not a readable safetensors file: {exc}") from None
 
+    def check_tensors(self) -> None:
+        """Fail before training when a tensor the replay needs is missing."""
+        for prefix in ("init", "final"):
+            if not any(k.startswith(f"{prefix}.{UPSTREAM_PREFIX}") for k in self._keys):
+                raise FixtureError(f"{self.tensors_path}: no {prefix}.{UPSTREAM_PREFIX}* tensors (the {prefix} state dict)")
+        if self.kind == "pretrain":
+            for key in ("noise.train.audio", "noise.train.image"):
+                if not self.has(key):
+                    raise FixtureError(f"{self.tensors_path}: {key} is missing (the masking noise of every training step)")
+        elif not self.has("label.train"):
+            raise FixtureError(f"{self.tensors_path}: label.train is missing (the fine-tuning targets)")
+
     def has(self, key: str) -> bool:
         return key in self._keys
 

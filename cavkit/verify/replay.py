@@ -85,6 +85,7 @@ def replay(traj: Trajectory, overrides: list[str], *, run_dir: str, host: Any) -
     from cavkit.engine.trainer import Trainer
     from cavkit.recipe import load_recipe
 
+    traj.check_tensors()
     os.makedirs(run_dir, exist_ok=True)
     init = os.path.join(run_dir, "published_init.safetensors")
     _write_init(traj, init)
