@@ -9,10 +9,11 @@ the registers from the joint stream at the *unmasked* audio token count; cavkit 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
-from model_helpers import FIXTURES, TINY_HEADS, fixture_meta, make_official_file
+from model_helpers import FIXTURES, fixture_meta, make_official_file
 
 from cavkit.checkpoints.load import load_model
 from cavkit.objectives.infonce import InfoNCE, SyncContrastive
@@ -33,11 +34,17 @@ def keepreg_fixtures() -> list[str]:
     ]
 
 
+def _heads(name: str) -> dict:
+    """Head counts from the fixture's constructor (checkpoints do not record them)."""
+    ctor = fixture_meta(name)["constructor"]
+    return {"encoder": {"num_heads": ctor["num_heads"]}, "decoder": {"num_heads": ctor["decoder_num_heads"]}}
+
+
 def _load(tmp_path, name: str, slicing: str):
     path, tensors = make_official_file(tmp_path, name)
     overrides = {
-        **TINY_HEADS,
-        "encoder": {**TINY_HEADS["encoder"], "keep_register_tokens": True, "register_slicing": slicing},
+        **_heads(name),
+        "encoder": {**_heads(name)["encoder"], "keep_register_tokens": True, "register_slicing": slicing},
     }
     return load_model(str(path), overrides=overrides).eval(), tensors
 
@@ -63,7 +70,8 @@ def test_published_slicing_reproduces_the_fixture(tmp_path, name):
     assert mae.logs["mae_audio"].item() == pytest.approx(train["loss_mae_a"], abs=1e-5)
     assert mae.logs["mae_visual"].item() == pytest.approx(train["loss_mae_v"], abs=1e-5)
     contrast = (SyncContrastive() if meta["constructor"].get("cls_token") else InfoNCE())({}, out)
-    assert 0.01 * contrast.loss.item() == pytest.approx(train["loss_c_weighted"], abs=1e-6)
+    weight = float(re.search(r"contrast_loss_weight=([0-9.e+-]+)", meta["call"]).group(1))
+    assert weight * contrast.loss.item() == pytest.approx(train["loss_c_weighted"], abs=1e-6)
     assert contrast.logs["c_acc"].item() == pytest.approx(train["c_acc"], abs=1e-6)
     recon_a, recon_v = model.reconstruct(out)
     _close(recon_a.permute(0, 2, 3, 1), t["out.train.recon_a"], "recon_a")
@@ -121,7 +129,7 @@ def test_keep_flag_changes_the_published_outputs(tmp_path):
     if not names:
         pytest.skip(f"no keep-register fixture in {FIXTURES}")
     path, t = make_official_file(tmp_path, names[0])
-    model = load_model(str(path), overrides=TINY_HEADS).eval()
+    model = load_model(str(path), overrides=_heads(names[0])).eval()
     with torch.no_grad():
         emb = model.embed(t["input.audio"], t["input.image"])
     assert not torch.allclose(emb.audio_global, t["out.feat.audio_global"], atol=1e-3)
