@@ -16,6 +16,7 @@ encoder                  ``embed_dim``
 aggregator               ``dim`` (the per-frame feature width W)
 decoder                  ``encoder_dim``, ``audio_grid``, ``visual_grid``, ``audio_patch_dim``,
                          ``visual_patch_dim``
+aggregator               ``dim`` (the frame-feature width, :mod:`cavkit.models.aggregators`)
 everything else          none
 =======================  ==========================================================================
 
