@@ -234,6 +234,9 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        # logged as train/lr/<group>: the rates this step used, not the next step's (a per-epoch
+        # MultiStepLR changes them after an epoch's last step, as upstream's result.csv shows)
+        self.step_lrs = {f"train/lr/{g.get('name', 'base')}": g["lr"] for g in self.optimizer.param_groups}
         self.scheduler.step()
         out = {"loss": total_sum / accum, **{f"loss/{l}": loss_sums[i] / accum for i, l in enumerate(self.labels)}}
         out.update({k: v / accum for k, v in log_sums.items()})
@@ -353,7 +356,7 @@ class Trainer:
 
     def _log_window(self, window: ScalarWindow) -> dict[str, float]:
         extra = {"train/samples_seen": self.samples_seen,
-                 "train/epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch}
+                 "train/epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch, **self.step_lrs}
         values = window.flush(dist=self.dist, optimizer=self.optimizer, extra=extra)
         self.logger.scalars(self.step, values)
         return values

@@ -28,3 +28,18 @@ def test_step_schedule_is_the_published_per_epoch_multistep(start, every, gamma)
             scheduler.step()
         published.step()
         multistep.step()  # upstream: once per epoch, after validation
+
+
+def test_logged_lr_is_the_rate_each_step_used(tmp_path):
+    """train/lr/base of an epoch's last step is that epoch's rate (upstream result.csv), not the next one's."""
+    import json
+
+    import ddp_helpers as h
+
+    data = h.recipe("infonce", negatives="local", sum_device_losses=False, batch_size=4)
+    data["trainer"].pop("max_steps")
+    data["trainer"].update(epochs=2, schedule={"type": "step", "decay_start": 1, "decay_every": 1, "gamma": 0.5})
+    h.trainer(data, tmp_path / "recipe.yaml", tmp_path / "run").fit()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["train/lr/base"] for r in rows if r["kind"] == "train"]
+    assert lrs == [1e-3] * 4 + [5e-4] * 4
