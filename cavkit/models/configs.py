@@ -66,7 +66,11 @@ _GLOBAL_HELP = "Sync global tokens cls_token_a/v (never masked, excluded from th
 _REGISTER_HELP = "Sync register tokens per modality (dropped after the modality stacks unless kept)"
 _HEADS_HELP = "extra blocks per modality on the contrastive branch (Sync option)"
 _ATTN_HELP = "sdpa: fused scaled_dot_product_attention; eager: plain softmax baseline"
-_KEEP_REG_HELP = "Sync option: keep the register tokens through the joint layer (removed from every output after it)"
+_KEEP_REG_HELP = (
+    "Sync option: keep the register tokens through the joint layer (removed from every output after it); "
+    "applies to the encoder's forward (pretraining, embeddings, sync_classifier), not to the classifier modes "
+    "that call its stacks directly"
+)
 _SLICING_HELP = (
     "with keep_register_tokens: 'exact' removes the registers where they are (our fix); 'published' reproduces "
     "upstream: joint stream sliced at the unmasked audio count, embeddings keep the registers (for parity)"
