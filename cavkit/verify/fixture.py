@@ -151,7 +151,7 @@ class Trajectory:
 
         path = path or self.tensors_path
         with safe_open(path, framework="pt") as fh:
-            if key not in fh.keys():
+            if key not in fh.keys():  # safe_open is not a mapping
                 raise FixtureError(f"{path}: tensor {key!r} is missing")
             return fh.get_tensor(key)
 

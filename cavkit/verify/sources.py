@@ -109,7 +109,7 @@ class RecordedNoise(MaskingNoise):
         self.eval_calls = 0
 
     @classmethod
-    def from_fixture(cls, traj: Trajectory) -> "RecordedNoise":
+    def from_fixture(cls, traj: Trajectory) -> RecordedNoise:
         def pair(split: str):
             keys = (f"noise.{split}.audio", f"noise.{split}.image")
             return tuple(traj.tensor(k).float() for k in keys) if all(traj.has(k) for k in keys) else None

@@ -9,9 +9,9 @@ import yaml
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import ddp_helpers as h  # noqa: E402
+import ddp_helpers as h
 
-from cavkit.engine.dist import init_distributed, shutdown_distributed  # noqa: E402
+from cavkit.engine.dist import init_distributed, shutdown_distributed
 
 
 def main() -> None:

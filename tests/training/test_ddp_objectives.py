@@ -22,11 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ddp_helpers as h
 import pytest
 import torch
 import yaml
-
-import ddp_helpers as h
 
 HERE = Path(__file__).resolve().parent
 SHARD = 4

@@ -63,7 +63,7 @@ def test_published_finetuning_trajectory_replays_within_tolerance(capsys):
 
 
 def test_adamw_override_diverges(capsys):
-    code, out, err = verify(capsys, str(PRETRAIN), "--set", "trainer.optimizer.name=adamw", "--set", "trainer.max_steps=2")
+    code, _, err = verify(capsys, str(PRETRAIN), "--set", "trainer.optimizer.name=adamw", "--set", "trainer.max_steps=2")
     assert code == 1
     assert "DIVERGED: first divergence at step 1 (epoch 1): loss_c" in err
 
@@ -84,7 +84,7 @@ ARG_CHANGES = {
 def test_settings_come_from_the_fixture_args(field, tmp_path, capsys):
     source, value, steps, message = ARG_CHANGES[field]
     path = perturbed(tmp_path, source, lambda m: m["args"].update({field: value}))
-    code, out, err = verify(capsys, str(path), "--set", f"trainer.max_steps={steps}")
+    code, _, err = verify(capsys, str(path), "--set", f"trainer.max_steps={steps}")
     assert code == 1
     assert message in err
     assert "lr[" not in err
@@ -117,7 +117,7 @@ def test_recorded_lr_mismatch_is_named(tmp_path, capsys):
     def edit(meta):
         meta["steps"][1]["lr"] = [0.002]
 
-    code, out, err = verify(capsys, str(perturbed(tmp_path, PRETRAIN, edit)), "--set", "trainer.max_steps=2")
+    code, _, err = verify(capsys, str(perturbed(tmp_path, PRETRAIN, edit)), "--set", "trainer.max_steps=2")
     assert code == 1
     assert "first divergence at step 1 (epoch 1): lr[0]: cavkit 0.001, published 0.002" in err
 
@@ -134,7 +134,7 @@ def test_unreplayable_fixtures_get_one_clear_message(tmp_path, capsys):
 def test_parameters_the_published_loop_never_updated_must_stay_bitwise(tmp_path, capsys):
     """A fixture claiming that an updated tensor was never touched: the replay names it after training."""
     path = perturbed(tmp_path, FINETUNE, lambda m: m["optimizer"].update(not_updated_params=["mlp_head.1.bias"]))
-    code, out, err = verify(capsys, str(path))
+    code, _, err = verify(capsys, str(path))
     assert code == 1
     assert "first divergence after training: final weights: mlp_head.1.bias: (changed, but it gets no gradient" in err
 
