@@ -50,6 +50,11 @@ class MaskerConfig:
         (0.6, 0.9), help="[low, high] of multi_ratio_masking (published U(0.6, 0.9))"
     )
 
+    def __attrs_post_init__(self) -> None:
+        low, high = self.ratio_range
+        if not 0.0 <= low <= high < 1.0:
+            raise ValueError(f"ratio_range must be [low, high] with 0 <= low <= high < 1, got {list(self.ratio_range)}")
+
 
 # -- encoder / decoder ---------------------------------------------------------------------------
 @attrs.frozen(kw_only=True)
@@ -120,6 +125,7 @@ class DecoderConfig:
 
 
 # -- models --------------------------------------------------------------------------------------
+
 
 @attrs.frozen(kw_only=True)
 class CAVMAEConfig:

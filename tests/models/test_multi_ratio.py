@@ -135,3 +135,17 @@ def test_bad_ratio_range_is_refused(value):
 
     with pytest.raises(UsageError, match="ratio"):
         UnstructuredMasker(0.75, ratio_range=tuple(value))
+
+
+def test_recipe_check_names_a_bad_ratio_range(tmp_path):
+    from cavkit.testing import run_cli
+
+    data = yaml.safe_load((REPO / "recipes" / "tiny" / "sync_tiny.yaml").read_text())
+    data["model"]["audio_masker"] = {"type": "unstructured", "multi_ratio_masking": True, "ratio_range": [0.9, 0.6]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = run_cli(["recipe", "check", str(path)])
+    assert result.exit_code == 2
+    assert "model.audio_masker: ratio_range must be [low, high] with 0 <= low <= high < 1, got [0.9, 0.6]" in (
+        result.stdout + result.stderr
+    )
