@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from cavkit.checkpoints import keys as K
+from cavkit.errors import RecipeError
 from cavkit.verify.fixture import FixtureError, Trajectory
 from cavkit.verify.recipe import recipe_data
 from cavkit.verify.sources import RecordedNoise, RecordedOrder
@@ -92,7 +93,10 @@ def replay(traj: Trajectory, overrides: list[str], *, run_dir: str, host: Any) -
     recipe_path = os.path.join(run_dir, "replay_recipe.yaml")
     with open(recipe_path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(recipe_data(traj, init=init, run_dir=run_dir), fh, sort_keys=False)
-    recipe = load_recipe(recipe_path, list(overrides), host=host)
+    try:
+        recipe = load_recipe(recipe_path, list(overrides), host=host)
+    except RecipeError as exc:  # name the fixture, not the temporary file
+        raise RecipeError(f"{traj.name} (its replay recipe: cavkit verify trajectory --show-recipe)", exc.problems) from None
 
     trainer = Trainer(recipe, run_dir=run_dir, dist=DistInfo(), versions=host.versions(), argv=["cavkit", "verify"])
     _check_init(trainer.model, traj)

@@ -129,6 +129,12 @@ def test_unreplayable_fixtures_get_one_clear_message(tmp_path, capsys):
     code, _, err = verify(capsys, str(tmp_path / "missing.json"))
     assert code == 2
     assert "no such trajectory fixture" in err
+    code, _, err = verify(capsys, str(PRETRAIN), "--set", "trainer.optimizer.nam=adamw")
+    assert code == 2
+    assert "traj_pretrain.json (its replay recipe" in err and "did you mean 'name'" in err
+    code, _, err = verify(capsys, str(PRETRAIN), "--set", "trainer.batch_size=8")
+    assert code == 2
+    assert "keep trainer.batch_size=4" in err
 
 
 def test_parameters_the_published_loop_never_updated_must_stay_bitwise(tmp_path, capsys):
