@@ -163,6 +163,11 @@ class SegmentationDataset(Dataset):
             "skipped": 0,
         }
 
+    def audio_only(self, index: int) -> torch.Tensor:
+        """Item ``index``'s ``audio`` alone (no image or mask decoding)."""
+        with single_threaded():
+            return self.audio(self.entries[index])
+
     def audio(self, entry: SegmentationEntry) -> torch.Tensor:
         """Normalised fbank ``[audio_length, 128]`` of the middle rows of the entry's clip."""
         length = self.config.audio_length

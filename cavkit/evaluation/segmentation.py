@@ -132,14 +132,26 @@ def score_segmentation(maps: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
 Centre = Literal["audio", "none"]
 
 
+def _items(dataset: Any, count: int, num_workers: int):
+    """The first ``count`` items, unbatched, decoded by ``num_workers`` DataLoader workers (0: here)."""
+    from torch.utils.data import DataLoader, Subset
+
+    return DataLoader(Subset(dataset, range(count)), batch_size=None, shuffle=False, num_workers=num_workers)
+
+
 def audio_centre(model: Any, dataset: Any, *, embedding: str, device: Any, count: int) -> torch.Tensor:
-    """Mean normalised audio embedding ``[D]`` of the first ``count`` items (the offset of ``centre="audio"``)."""
+    """Mean normalised audio embedding ``[D]`` of the first ``count`` items (the offset of ``centre="audio"``).
+
+    Uses ``dataset.audio_only(index)`` when the dataset has it (no image or mask decoding).
+    """
     from cavkit.pictures.localize import mean_normalised, pick_audio
 
+    audio_only = getattr(dataset, "audio_only", None)
     vectors = []
     with torch.no_grad():
         for index in range(count):
-            audio = torch.as_tensor(dataset[index]["audio"])[None].to(device)
+            audio = audio_only(index) if callable(audio_only) else dataset[index]["audio"]
+            audio = torch.as_tensor(audio)[None].to(device)
             vector, _ = pick_audio(model.embed(audio, None), embedding)
             vectors.append(vector.float().cpu())
     return mean_normalised(torch.cat(vectors))
@@ -153,6 +165,7 @@ def evaluate_segmentation(
     embedding: str = "auto",
     device: Any = "cpu",
     limit: int | None = None,
+    num_workers: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score ``model``'s maps on a segmentation ``dataset`` next to the centre prior (module docstring).
@@ -174,8 +187,7 @@ def evaluate_segmentation(
     )
     ours, prior = SegmentationTally(), SegmentationTally()
     chosen = embedding
-    for index in range(count):
-        item = dataset[index]
+    for index, item in enumerate(_items(dataset, count, num_workers)):
         mask = torch.as_tensor(item["object_mask"]).bool()
         clip = embed_clip(model, item, embedding=embedding, device=device, image_mean=IMAGE_MEAN, image_std=IMAGE_STD)
         chosen = clip.embedding

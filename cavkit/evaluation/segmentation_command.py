@@ -10,7 +10,14 @@ import json
 
 import click
 
-from cavkit.cli_options import checkpoint_option, data_params_option, device_option, embedding_option, set_option
+from cavkit.cli_options import (
+    checkpoint_option,
+    data_params_option,
+    device_option,
+    embedding_option,
+    num_workers_option,
+    set_option,
+)
 from cavkit.errors import UsageError
 
 
@@ -40,9 +47,20 @@ from cavkit.errors import UsageError
 @click.option("--samples", type=click.IntRange(1), help="score only the first N images")
 @click.option("--json", "json_uri", help="write the scores as JSON here")
 @set_option("model_overrides", help="model setting a checkpoint does not record, e.g. --set encoder.num_heads=2")
+@num_workers_option()
 @device_option()
 def segmentation_command(
-    checkpoint, datafile, dataset_type, data_params, centre, embedding, samples, json_uri, model_overrides, device
+    checkpoint,
+    datafile,
+    dataset_type,
+    data_params,
+    centre,
+    embedding,
+    samples,
+    json_uri,
+    model_overrides,
+    num_workers,
+    device,
 ):
     """Sound-prompted segmentation: per image, the similarity of its sound's embedding with every visual
     patch token, upsampled to the mask; mAP over pixels and mIoU at the best global threshold, next to
@@ -67,7 +85,9 @@ def segmentation_command(
             params[key] = getattr(spec, key)
     source = DataSource(datafile=datafile, dataset_type=dataset_type, params=params)
     dataset = build_eval_dataset(source, host=get_plugin_host(), mode="eval", inputs=spec, role="segmentation")
-    summary = evaluate_segmentation(model, dataset, centre=centre, embedding=embedding, device=dev, limit=samples)
+    summary = evaluate_segmentation(
+        model, dataset, centre=centre, embedding=embedding, device=dev, limit=samples, num_workers=num_workers
+    )
     summary = {"checkpoint": checkpoint, "datafile": datafile, **summary}
     for line in format_segmentation(summary):
         click.echo(line)
