@@ -287,3 +287,31 @@ def test_the_registered_dataset_meets_the_dataset_contract(seg_set):
     params = {"datafile": str(seg_set / "datafile.json"), "audio_length": 32, "image_size": 32}
     check = check_component("dataset", "segmentation", params=params)
     assert check.output["object_mask"].shape == (32, 32) and check.output["audio"].shape == (32, 128)
+
+
+def test_cavkit_localize_reads_the_segmentation_set(weights, seg_set, tmp_path):
+    """The items carry object_mask, so `cavkit localize` scores them too (one frame per image)."""
+    out = tmp_path / "loc"
+    result = run_cli(
+        [
+            "localize",
+            "--checkpoint",
+            weights["sync"],
+            "--datafile",
+            str(seg_set / "datafile.json"),
+            "--dataset-type",
+            "segmentation",
+            "--data",
+            "audio_length=32",
+            "--data",
+            "image_size=32",
+            "--num-clips",
+            "6",
+            "--score-only",
+            "--out",
+            str(out),
+        ]
+    )
+    assert result.exit_code == 0, result.stderr[-3000:]
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["clips"] == 6 and scores["audio_centred"]["frames"] == 6
