@@ -104,16 +104,16 @@ def field_types(cls: type) -> dict[str, Any]:
         ) from None
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     """A readable type for messages and ``cavkit components show``: ``'a' | 'b'``, ``int | None``."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is Literal:
         return " | ".join(repr(a) for a in args)
     if origin in (Union, types.UnionType):
-        return " | ".join("None" if a is type(None) else _type_name(a) for a in args)
+        return " | ".join("None" if a is type(None) else type_name(a) for a in args)
     if origin is not None and args:
-        inner = ", ".join("..." if a is Ellipsis else _type_name(a) for a in args)
+        inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
         return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -274,7 +274,7 @@ class _Structurer:
                 result = trial.value(option, value, path)
                 if not trial.problems:
                     return result
-            self.fail(path, f"expected {_type_name(tp)}, got {_describe(value)}")
+            self.fail(path, f"expected {type_name(tp)}, got {_describe(value)}")
             return None
         if origin is Literal:
             if value not in args:
@@ -321,7 +321,7 @@ class _Structurer:
                 return None
             return value
         if isinstance(tp, type) and not isinstance(value, tp):
-            self.fail(path, f"expected {_type_name(tp)}, got {_describe(value)}")
+            self.fail(path, f"expected {type_name(tp)}, got {_describe(value)}")
             return None
         return value
 
@@ -387,47 +387,4 @@ def structure_node(
     return node, walker.problems
 
 
-def unstructure(obj: Any) -> Any:
-    """A config (or node) back to plain YAML-able data, defaults filled in."""
-    if isinstance(obj, ComponentNode):
-        out: dict[str, Any] = {"type": obj.spec.name}
-        if obj.spec.plugin != "cavkit":
-            out["type"] = obj.spec.qualified_id
-        if obj.label is not None:
-            out["name"] = obj.label
-        if obj.weight != 1.0:
-            out["weight"] = obj.weight
-        out.update(unstructure(obj.config))
-        return out
-    if attrs.has(type(obj)):
-        return {f.name: unstructure(getattr(obj, f.name)) for f in attrs.fields(type(obj))}
-    if isinstance(obj, list | tuple):
-        return [unstructure(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: unstructure(v) for k, v in obj.items()}
-    return obj
-
-
-def describe_params(cls: type) -> list[dict[str, str]]:
-    """Rows (name, type, default, help, constraint) for ``cavkit components show``."""
-    hints = field_types(cls)
-    rows = []
-    for field in attrs.fields(cls):
-        if field.metadata.get("component"):
-            kind = field.metadata["component"]
-            tp = f"list[{kind}]" if field.metadata.get("many") else kind
-        else:
-            tp = _type_name(hints.get(field.name, Any))
-        if field.metadata.get("default_type"):
-            default = f"{{type: {field.metadata['default_type']}}}"
-        elif field.default is attrs.NOTHING:
-            default = "(required)"
-        elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-            default = repr(field.default.factory())
-        else:
-            default = repr(field.default)
-        rows.append({
-            "name": field.name, "type": tp, "default": default, "help": field.metadata.get("help", ""),
-            "constraint": describe_validator(field.validator),
-        })
-    return rows
+from cavkit.config_export import describe_params, unstructure  # noqa: E402  (part of this module's API)
