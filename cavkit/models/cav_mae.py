@@ -12,7 +12,7 @@ import attrs
 import torch
 from torch import nn
 
-from cavkit.interfaces import Embeddings, ModelOutput
+from cavkit.interfaces import Decoder, Embeddings, Encoder, Masker, ModelOutput, Tokenizer
 from cavkit.models.slots import build_slot
 
 
@@ -21,18 +21,18 @@ class CAVMAE(nn.Module):
 
     ``forward(audio [B,T,128], image [B,3,H,W], *, noise_audio [B,La], noise_visual [B,Lv])`` masks,
     encodes and reconstructs; ``embed(audio, image)`` encodes unmasked inputs (upstream
-    ``forward_feat``).
+    ``forward_feat``). Each part is an ``nn.Module`` meeting its :mod:`cavkit.interfaces` Protocol.
     """
 
     def __init__(
         self,
         *,
-        audio_tokenizer: nn.Module,
-        visual_tokenizer: nn.Module,
-        audio_masker: nn.Module,
-        visual_masker: nn.Module,
-        encoder: nn.Module,
-        decoder: nn.Module | None,
+        audio_tokenizer: Tokenizer,
+        visual_tokenizer: Tokenizer,
+        audio_masker: Masker,
+        visual_masker: Masker,
+        encoder: Encoder,
+        decoder: Decoder | None,
     ):
         super().__init__()
         self.audio_tokenizer = audio_tokenizer
