@@ -2,7 +2,7 @@
 
 Built-in commands register through the same ``cavkit_register_commands`` hook as third-party ones.
 Every :class:`~cavkit.errors.CavkitError` becomes one message on stderr and a non-zero exit
-(2 for bad input); ``--debug`` (or ``CAVKIT_DEBUG=1``) prints the traceback before that message and
+(2 for bad input), and so does a disk that is full or read-only (:mod:`cavkit.io_errors`); ``--debug`` (or ``CAVKIT_DEBUG=1``) prints the traceback before that message and
 keeps the same exit code.
 This module must not import torch: ``cavkit --help`` stays fast.
 """
@@ -18,6 +18,7 @@ import click
 
 from cavkit import __version__
 from cavkit.errors import CavkitError
+from cavkit.io_errors import disk_errors_as_messages
 
 if TYPE_CHECKING:  # pragma: no cover
     from cavkit.plugins import PluginHost
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None, *, host: "PluginHost | None" = None) -> 
     debug = _debug_requested(argv)
     try:
         group = build_cli(argv, host=host)
-        rc = group.main(args=argv, prog_name="cavkit", standalone_mode=False)
+        with disk_errors_as_messages("its output"):  # a full or read-only disk outside cavkit.io's writer
+            rc = group.main(args=argv, prog_name="cavkit", standalone_mode=False)
         if isinstance(rc, int) and rc != 0:  # ctx.exit(n) is returned, not raised, here
             sys.exit(rc)
     except click.exceptions.Abort:

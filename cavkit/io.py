@@ -16,6 +16,8 @@ import uuid
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from cavkit.io_errors import writing
+
 _CHUNK = 8 << 20
 
 
@@ -40,17 +42,28 @@ def _write_chunks(handle, data: bytes) -> None:
 
 
 def write_bytes_atomic(uri: str, data: bytes) -> None:
-    """Write ``data`` to ``uri`` so that ``uri`` either does not change or holds all of ``data``."""
+    """Write ``data`` to ``uri`` so that ``uri`` either does not change or holds all of ``data``.
+
+    :raises cavkit.io_errors.OutputWriteError: the write failed (disk full, read-only file system, no
+        permission, ...); the message names ``uri`` and the cause, and ``uri`` is left as it was.
+    """
+    with writing(uri):
+        _write_bytes_atomic(uri, data)
+
+
+def _write_bytes_atomic(uri: str, data: bytes) -> None:
     fs, path = fsspec.core.url_to_fs(uri)
     parent = path.rpartition("/")[0]
-    if parent:
-        try:
-            fs.makedirs(parent, exist_ok=True)
-        except (OSError, NotImplementedError):  # pragma: no cover - object stores without folders
-            pass
     if not isinstance(fs, LocalFileSystem):
+        if parent:
+            try:
+                fs.makedirs(parent, exist_ok=True)
+            except (OSError, NotImplementedError):  # pragma: no cover - object stores without folders
+                pass
         fs.pipe_file(path, data)
         return
+    if parent:
+        os.makedirs(parent, exist_ok=True)
     tmp = temporary_sibling(path)
     try:
         with open(tmp, "wb") as handle:
@@ -64,6 +77,13 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
                 os.unlink(tmp)
         finally:
             raise
+
+
+def make_dirs(uri: str) -> None:
+    """Create the folder ``uri`` and its parents (an output folder: errors as :func:`write_bytes_atomic`)."""
+    with writing(uri):
+        fs, path = fsspec.core.url_to_fs(uri)
+        fs.makedirs(path, exist_ok=True)
 
 
 def write_text_atomic(uri: str, text: str) -> None:

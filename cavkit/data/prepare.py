@@ -48,6 +48,7 @@ from cavkit.data.video import (
     wav_bytes,
 )
 from cavkit.errors import UsageError
+from cavkit.io_errors import OutputWriteError
 
 #: Records what the clips under OUT were made with (see :func:`claim_settings`).
 SETTINGS_FILE = "prepare_settings.json"
@@ -315,6 +316,9 @@ def prepare(
                 i = futures[future]
                 try:
                     results[i] = future.result()
+                except OutputWriteError:  # a full or read-only output stops every clip: stop at once
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
                 except Exception as exc:  # a decoder crash kills its worker process; report, keep going
                     results[i] = ClipResult(video_id_of(sources[i]), sources[i], "failed", f"worker crashed: {type(exc).__name__}: {exc}")
                 bar.update()

@@ -27,6 +27,7 @@ import tempfile
 from cavkit.data import datafile as df
 from cavkit.data import storage
 from cavkit.io import temporary_sibling
+from cavkit.io_errors import disk_errors_as_messages, writing
 
 
 def shard_key(video_id: str) -> str:
@@ -71,17 +72,21 @@ def write_shards(datafile_uri: str, out: str, *, shard_size: int = 1000, num_fra
         else:  # built in a local temporary file, then uploaded in one put
             with tempfile.NamedTemporaryFile(suffix=".tar.tmp", delete=False) as tmp:
                 tmp_path = tmp.name
-        try:
-            with open(tmp_path, "wb") as handle:
-                with tarfile.open(fileobj=handle, mode="w") as tar:
-                    for clip in clips[start : start + shard_size]:
-                        _add_clip(tar, clip, num_frames)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if local:
-                os.replace(tmp_path, path)
-            else:
-                fs.put_file(tmp_path, path)
+        try:  # a failed write names the shard; reading a clip's files keeps its own errors
+            with disk_errors_as_messages(uri):
+                with writing(uri):
+                    handle = open(tmp_path, "wb")
+                with handle:
+                    with tarfile.open(fileobj=handle, mode="w") as tar:
+                        for clip in clips[start : start + shard_size]:
+                            _add_clip(tar, clip, num_frames)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                with writing(uri):
+                    if local:
+                        os.replace(tmp_path, path)
+                    else:
+                        fs.put_file(tmp_path, path)
         finally:
             if os.path.exists(tmp_path):
                 os.unlink(tmp_path)

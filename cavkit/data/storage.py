@@ -11,7 +11,7 @@ import posixpath
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from cavkit.io import read_bytes, write_bytes_atomic, write_text_atomic  # noqa: F401  (the data code's I/O)
+from cavkit.io import make_dirs, read_bytes, write_bytes_atomic, write_text_atomic  # noqa: F401  (the data code's I/O)
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -62,7 +62,7 @@ def size(uri: str) -> int | None:
 
 
 def makedirs(uri: str) -> None:
-    fs, path = filesystem(uri)
-    fs.makedirs(path, exist_ok=True)
+    """Create an output folder; a failure is one message naming it (:func:`cavkit.io.make_dirs`)."""
+    make_dirs(uri)
 
 

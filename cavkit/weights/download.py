@@ -28,11 +28,14 @@ import urllib.request
 from pathlib import Path
 
 from cavkit.errors import CheckpointError
+from cavkit.io_errors import writing
 from cavkit.weights import cache
 
 _CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _USER_AGENT = "cavkit-weights"
+#: where to send the user when the cache cannot be written (disk full, read-only, no permission)
+CACHE_ADVICE = "set CAVKIT_CACHE to another folder"
 
 
 def offline() -> bool:
@@ -65,6 +68,24 @@ def _open(url: str, offset: int, validator: str | None, timeout: float):
         if validator:
             headers["If-Range"] = validator
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _append(handle, chunk: bytes, dest: Path) -> None:
+    """Write ``chunk`` of the download of ``dest``; a failed write names ``dest`` (:mod:`cavkit.io_errors`)."""
+    with writing(str(dest), CACHE_ADVICE):
+        handle.write(chunk)
+
+
+def _open_source(source: str):
+    """Open a file the user fetched by hand; failing to read it is the source's problem, not the cache's."""
+    import fsspec
+
+    try:
+        return fsspec.open(source, "rb").open()
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except OSError as exc:
+        raise CheckpointError(f"{source}: cannot read it ({exc.strerror or exc})") from None
 
 
 def _hash_existing(part: Path, offset: int):
@@ -170,7 +191,7 @@ def download(
         ):
             try:
                 while chunk := response.read(_CHUNK):
-                    fh.write(chunk)
+                    _append(fh, chunk, dest)  # a full disk is not a network error: it escapes this except
                     digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
@@ -209,17 +230,15 @@ def import_file(
     source: str, dest: Path, *, expected_sha256: str | None = None, expected_size: int | None = None
 ) -> cache.Record:
     """Copy a file the user fetched by hand (any fsspec URI) into the cache, checked like a download."""
-    import fsspec
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     _discard_part(dest)
     part = cache.part_path(dest)
     digest = hashlib.sha256()
     size = 0
     try:
-        with fsspec.open(source, "rb") as src, open(part, "wb") as out:
+        with _open_source(source) as src, open(part, "wb") as out:
             while chunk := src.read(_CHUNK):
-                out.write(chunk)
+                _append(out, chunk, dest)
                 digest.update(chunk)
                 size += len(chunk)
             out.flush()

@@ -14,8 +14,9 @@ from pathlib import Path
 import attrs
 
 from cavkit.errors import CheckpointError, UsageError
+from cavkit.io_errors import writing
 from cavkit.weights import cache
-from cavkit.weights.download import download, import_file
+from cavkit.weights.download import CACHE_ADVICE, download, import_file
 from cavkit.weights.entry import WEIGHTS_SCHEME, WeightsEntry, is_weights_ref, parse_url
 
 
@@ -94,9 +95,10 @@ def _exclusive(path: Path):
 def fetch(target: Target, *, force: bool = False, progress: bool = True) -> Path:
     """A verified local copy of ``target``, downloading only when it is not cached (or ``force``)."""
     if not force and target.path.is_file():
-        cache.check_cached(target.path, target.sha256, ref=target.ref.removeprefix(WEIGHTS_SCHEME))
+        with writing(str(target.path), CACHE_ADVICE):  # may refresh the file's record
+            cache.check_cached(target.path, target.sha256, ref=target.ref.removeprefix(WEIGHTS_SCHEME))
         return target.path
-    with _exclusive(target.path):
+    with writing(str(target.path), CACHE_ADVICE), _exclusive(target.path):
         return _fetch_locked(target, force=force, progress=progress)
 
 
@@ -136,7 +138,7 @@ def _fetch_locked(target: Target, *, force: bool, progress: bool) -> Path:
 
 def add_file(target: Target, source: str) -> Path:
     """Put a file the user downloaded by hand into the cache under ``target`` (hash-checked if known)."""
-    with _exclusive(target.path):
+    with writing(str(target.path), CACHE_ADVICE), _exclusive(target.path):
         cache.remove(target.path)
         import_file(source, target.path, expected_sha256=target.sha256, expected_size=target.size)
     return target.path

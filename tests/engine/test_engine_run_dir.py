@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import engine_helpers as h
@@ -205,25 +204,6 @@ def test_disk_full_while_checkpointing_is_one_line_naming_the_file(tmp_path: Pat
     assert "Traceback" not in result.stderr and not list((tmp_path / "run").rglob("*.tmp"))
 
 
-@pytest.fixture
-def small_mount(tmp_path: Path):
-    """Mount a tmpfs at tmp_path/mnt with the given options (skips where mounting is not allowed)."""
-    mounted = []
-
-    def mount(options: str) -> Path:
-        point = tmp_path / f"mnt{len(mounted)}"
-        point.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, check=False)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or 'not root'})")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", str(point)], capture_output=True, check=False)
-
-
 def test_a_really_full_disk_is_one_line_and_no_traceback(tmp_path: Path, small_mount) -> None:
     run_dir = small_mount("size=16k") / "run"
     result = train(write_recipe(tmp_path, trainer={"epochs": 1}), run_dir)
@@ -232,15 +212,8 @@ def test_a_really_full_disk_is_one_line_and_no_traceback(tmp_path: Path, small_m
     assert "Traceback" not in result.stderr and not list(run_dir.rglob("*.tmp"))
 
 
-def test_a_read_only_run_directory_is_one_line_and_no_traceback(tmp_path: Path, small_mount) -> None:
-    if os.geteuid() != 0:  # permissions stop an ordinary user
-        run_dir = tmp_path / "run"
-        run_dir.mkdir()
-        run_dir.chmod(0o555)
-        cause = "Permission denied (EACCES)"
-    else:  # root ignores permissions: a read-only file system stops everyone
-        run_dir = small_mount("ro,size=64k")
-        cause = "Read-only file system (EROFS)"
+def test_a_read_only_run_directory_is_one_line_and_no_traceback(tmp_path: Path, read_only_dir) -> None:
+    run_dir, cause = read_only_dir  # small_mount and read_only_dir: tests/conftest.py
     result = train(write_recipe(tmp_path, trainer={"epochs": 1}), run_dir)
     assert result.exit_code == 2, result.stderr
     assert f"cannot write {run_dir}" in result.stderr and cause in result.stderr and "Traceback" not in result.stderr
