@@ -1,4 +1,5 @@
-"""The data commands: ``cavkit prepare`` and ``cavkit data check`` (click; imports no torch)."""
+"""The data commands: ``cavkit prepare``, ``cavkit data check`` and ``cavkit data synthetic-segmentation``
+(click; torch is imported only when a command runs)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,43 @@ def check_command(datafile, frames, workers, as_json, strict):
             click.echo(line)
     if strict and not report.all_ok:
         raise SystemExit(1)
+
+
+@data_group.command("synthetic-segmentation")
+@click.option("--out", "-o", required=True, help="output folder or URI (images/, masks/, audio/, datafile.json)")
+@click.option("--num-images", default=64, show_default=True, type=click.IntRange(1), help="triples to write")
+@click.option("--image-size", default=64, show_default=True, type=click.IntRange(16), help="frame side in pixels")
+@click.option(
+    "--audio-length",
+    default=256,
+    show_default=True,
+    type=click.IntRange(16),
+    help="whole-clip fbank rows (a CAV-MAE model's audio_length; Sync models use the middle segment)",
+)
+@click.option("--num-frames", default=8, show_default=True, type=click.IntRange(1), help="frames per synthetic clip")
+@click.option("--seed", default=0, show_default=True, help="generator seed")
+@click.option("--split", default="test", show_default=True, help="split name mixed into the seed (train clips differ)")
+@click.option("--overwrite", is_flag=True, help="replace an existing datafile.json in OUT")
+def synthetic_segmentation_command(out, num_images, image_size, audio_length, num_frames, seed, split, overwrite):
+    """Write a sound-prompted segmentation set (image, object mask, sound) from the synthetic generator,
+    for `cavkit eval segmentation --datafile OUT/datafile.json`."""
+    from cavkit.data import storage
+    from cavkit.data.configs import SyntheticDataConfig
+    from cavkit.data.synthetic_segmentation import write_synthetic_segmentation
+    from cavkit.errors import UsageError
+
+    target = storage.join(out, "datafile.json")
+    if storage.exists(target) and not overwrite:
+        raise UsageError(f"{target} exists; choose another --out or pass --overwrite")
+    config = SyntheticDataConfig(
+        layout="cav_mae",
+        mode="eval",
+        num_clips=num_images,
+        image_size=image_size,
+        audio_length=audio_length,
+        num_frames=num_frames,
+        seed=seed,
+        split=split,
+    )
+    ids = write_synthetic_segmentation(out, config, num_images)
+    click.echo(f"wrote {len(ids)} (image, mask, audio) triples; datafile: {target}")

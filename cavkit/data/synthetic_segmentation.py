@@ -1,4 +1,4 @@
-"""``cavkit data synthetic-segmentation``: a sound-prompted segmentation set from the synthetic generator.
+"""A sound-prompted segmentation set from the synthetic generator (``cavkit data synthetic-segmentation``).
 
 Each triple is the middle frame ``K // 2`` of a synthetic clip (:mod:`cavkit.data.synthetic`) in
 which the object is visible, its object mask, and the clip's whole sound::
@@ -18,10 +18,6 @@ datafile last, so an interrupted run leaves no datafile pointing at missing file
 from __future__ import annotations
 
 import json
-
-import click
-
-from cavkit.errors import UsageError
 
 
 def write_synthetic_segmentation(out: str, config, count: int) -> list[str]:
@@ -76,41 +72,3 @@ def write_synthetic_segmentation(out: str, config, count: int) -> list[str]:
     }
     storage.write_text_atomic(storage.join(out, "datafile.json"), json.dumps(document, indent=1))
     return ids
-
-
-@click.command("synthetic-segmentation")
-@click.option("--out", "-o", required=True, help="output folder or URI (images/, masks/, audio/, datafile.json)")
-@click.option("--num-images", default=64, show_default=True, type=click.IntRange(1), help="triples to write")
-@click.option("--image-size", default=64, show_default=True, type=click.IntRange(16), help="frame side in pixels")
-@click.option(
-    "--audio-length",
-    default=256,
-    show_default=True,
-    type=click.IntRange(16),
-    help="whole-clip fbank rows (a CAV-MAE model's audio_length; Sync models use the middle segment)",
-)
-@click.option("--num-frames", default=8, show_default=True, type=click.IntRange(1), help="frames per synthetic clip")
-@click.option("--seed", default=0, show_default=True, help="generator seed")
-@click.option("--split", default="test", show_default=True, help="split name mixed into the seed (train clips differ)")
-@click.option("--overwrite", is_flag=True, help="replace an existing datafile.json in OUT")
-def synthetic_segmentation_command(out, num_images, image_size, audio_length, num_frames, seed, split, overwrite):
-    """Write a sound-prompted segmentation set (image, object mask, sound) from the synthetic generator,
-    for `cavkit eval segmentation --datafile OUT/datafile.json`."""
-    from cavkit.data import storage
-    from cavkit.data.configs import SyntheticDataConfig
-
-    target = storage.join(out, "datafile.json")
-    if storage.exists(target) and not overwrite:
-        raise UsageError(f"{target} exists; choose another --out or pass --overwrite")
-    config = SyntheticDataConfig(
-        layout="cav_mae",
-        mode="eval",
-        num_clips=num_images,
-        image_size=image_size,
-        audio_length=audio_length,
-        num_frames=num_frames,
-        seed=seed,
-        split=split,
-    )
-    ids = write_synthetic_segmentation(out, config, num_images)
-    click.echo(f"wrote {len(ids)} (image, mask, audio) triples; datafile: {target}")

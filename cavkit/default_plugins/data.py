@@ -49,8 +49,5 @@ def cavkit_register_components(registry):
 def cavkit_register_commands(cli):
     """Add ``cavkit prepare``, ``cavkit data check`` and ``cavkit data synthetic-segmentation``."""
     from cavkit.data.commands import data_group, prepare_command
-    from cavkit.data.synthetic_segmentation import synthetic_segmentation_command
-
-    data_group.add_command(synthetic_segmentation_command)
     cli.add_command(prepare_command)
     cli.add_command(data_group)
