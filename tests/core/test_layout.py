@@ -86,3 +86,16 @@ def test_validation_fills_default_parts_also_for_an_explicit_null():
         assert node.config.encoder.type == "sync_encoder"
         assert node.config.audio_masker.type == "unstructured"
         assert node.config.decoder.type == "mae_decoder"
+
+
+@pytest.mark.parametrize(
+    "path",
+    _modules("models", "pictures", "evaluation", "data", "engine", "checkpoints", "weights", "verify", "recipe",
+             "objectives", "nn"),
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_click_stays_in_command_modules(path):
+    """An area's library code is usable without the CLI: click is imported only by ``commands.py``."""
+    assert "click" not in _imported_modules(ast.parse(path.read_text())), (
+        f"{path.relative_to(PACKAGE)} imports click; move its command to the area's commands.py"
+    )
