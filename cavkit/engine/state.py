@@ -61,6 +61,9 @@ class RunFacts:
     versions: dict[str, str]
     world_size: int
     global_batch: int
+    #: the model's input declaration (:meth:`cavkit.models.inputs.InputSpec.to_json`), ``None`` when unknown;
+    #: :func:`cavkit.checkpoints.load.read_checkpoint` prefers it to deriving one from the recipe
+    inputs: str | None = None
 
 
 def _cpu(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -84,6 +87,7 @@ def training_state(
         "averaging": averaging,
         "recipe": facts.recipe_yaml,
         "versions": facts.versions,
+        **({"inputs": facts.inputs} if facts.inputs is not None else {}),
     }
 
 

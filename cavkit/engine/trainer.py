@@ -55,6 +55,7 @@ from cavkit.engine.state import (
 from cavkit.engine.train_step import autocast, build_train_step, scalar, to_device, wrap_ddp
 from cavkit.engine.validation import validation_losses
 from cavkit.errors import UsageError
+from cavkit.models.inputs import input_metadata
 from cavkit.models.maskers import announce_training_step
 
 
@@ -142,7 +143,8 @@ class Trainer:
 
     def state(self, rng_states: list[dict[str, Any]]) -> dict[str, Any]:
         """The checkpoint dict of this moment (``rng_states``: one per rank)."""
-        facts = RunFacts(self.recipe_yaml(), self.versions, self.dist.world_size, self.global_batch)
+        inputs = input_metadata(self.model, self.recipe.model).get("inputs")  # the model's declared inputs
+        facts = RunFacts(self.recipe_yaml(), self.versions, self.dist.world_size, self.global_batch, inputs)
         return training_state(self.parts(), self.progress, rng=rng_states, averaging=self.averager.state, facts=facts)
 
     def save_checkpoint(self) -> str | None:
@@ -385,8 +387,6 @@ class Trainer:
     def _finish(self) -> None:
         """Final weights (and averaged weights), then the end-of-training evaluation."""
         if self.dist.is_rank_zero:
-            from cavkit.models.inputs import input_metadata
-
             inputs = input_metadata(self.model, self.recipe.model)  # the model's declared inputs
             meta = {"step": str(self.step), "recipe": self.recipe_yaml(), **inputs}
             check_finite_weights(self.model, self.step, self.last_checkpoint)

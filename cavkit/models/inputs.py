@@ -9,7 +9,8 @@ takes part by declaring its :class:`InputSpec`::
     class MyModel(torch.nn.Module):
         input_spec = InputSpec(layout="frame_segments", audio_length=416, image_size=224, global_tokens=True)
 
-cavkit stores the declaration with the weights it writes (safetensors metadata ``inputs``);
+cavkit stores the declaration with the weights it writes (safetensors metadata ``inputs``) and in
+its training checkpoints (the ``inputs`` entry of a ``.pt``, :mod:`cavkit.engine.state`);
 :func:`cavkit.checkpoints.load.load_model` restores it. Checkpoints that store none (official
 ``.pth`` files, cavkit files from before the declaration was stored) get it derived from their
 model config by :func:`derive_input_spec`.

@@ -78,3 +78,27 @@ def test_reconstruction_images_and_scalars_reach_tensorboard(tmp_path: Path) -> 
     assert {"recon/audio", "recon/image"} <= set(tags["images"])
     assert {"train/loss", "train/loss/mae", "train/sync_contrastive/c_acc", "train/lr/base"} <= set(tags["scalars"])
     assert "recipe/text_summary" in tags["tensors"]
+
+
+def test_training_checkpoints_store_the_input_declaration_and_loading_prefers_it(tmp_path: Path) -> None:
+    import attrs
+
+    from cavkit.checkpoints.load import load_model, read_checkpoint
+    from cavkit.models.inputs import InputSpec, derive_input_spec, input_spec_of
+
+    trainer = trainer_for("sync_tiny", tmp_path / "run", "trainer.max_steps=2")
+    trainer.fit()
+    uri = ckpt.latest_checkpoint(str(tmp_path / "run"))
+    state = ckpt.load_object(uri)
+    declared = derive_input_spec(trainer.recipe.model)
+    assert declared.layout == "frame_segments"
+    assert InputSpec.from_json(state["inputs"]) == declared and read_checkpoint(uri).inputs == declared
+    # a stored declaration wins over the one the recipe would give
+    stored = attrs.evolve(declared, num_frames=7, global_tokens=not declared.global_tokens)
+    edited = tmp_path / "edited.pt"
+    ckpt.save_object({**state, "inputs": stored.to_json()}, str(edited))
+    assert load_model(str(edited)).input_spec == stored
+    # a checkpoint from before the declaration was stored still loads, with it derived from the recipe
+    older = tmp_path / "older.pt"
+    ckpt.save_object({k: v for k, v in state.items() if k != "inputs"}, str(older))
+    assert read_checkpoint(str(older)).inputs is None and input_spec_of(load_model(str(older))) == declared
