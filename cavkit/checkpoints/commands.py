@@ -22,7 +22,8 @@ from cavkit.cli_options import set_option
 def convert_command(src: str, dst: str, target: str, overrides: tuple[str, ...]) -> None:
     """Convert a checkpoint: official .pth -> cavkit (safetensors + recipe), or cavkit -> upstream .pth."""
     from cavkit.checkpoints.convert import convert
+    from cavkit.plugins import get_plugin_host
 
-    written = convert(src, dst, target=target, overrides=overrides)
+    written = convert(src, dst, target=target, overrides=overrides, host=get_plugin_host())
     for path in written:
         click.echo(f"wrote {path}")

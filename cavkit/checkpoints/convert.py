@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import yaml
@@ -53,15 +54,18 @@ def upstream_state_dict(model: torch.nn.Module, *, prefix: str = K.DATAPARALLEL_
     return {prefix + k: out[k] for k in sorted(out, key=K.upstream_order)}
 
 
-def convert(src: str, dst: str, *, target: str = "auto", overrides: Iterable[str] = ()) -> list[str]:
+def convert(src: str, dst: str, *, target: str = "auto", overrides: Iterable[str] = (), host: Any = None) -> list[str]:
     """Convert ``src`` to ``dst``; ``target`` is ``cavkit``, ``upstream`` or ``auto`` (the other layout).
+
+    ``host``: the plugin host that validates the model and names ``weights:`` entries (see
+    :func:`cavkit.checkpoints.load.plugin_host`).
 
     :returns: the URIs written.
     """
-    layout = read_checkpoint(src).layout
+    layout = read_checkpoint(src, host=host).layout
     if target == "auto":
         target = "cavkit" if layout == "upstream" else "upstream"
-    model = load_model(src, overrides=list(overrides))
+    model = load_model(src, overrides=list(overrides), host=host)
     if target == "cavkit":
         if not dst.endswith(".safetensors"):
             raise UsageError(f"{dst}: the cavkit format is a .safetensors file; name the output *.safetensors")

@@ -29,6 +29,7 @@ from cavkit.config import ComponentNode, component, structure
 from cavkit.errors import CheckpointError
 from cavkit.models.inputs import InputSpec
 from cavkit.safetensors_io import SafetensorsFileError, looks_like_safetensors, read_metadata, read_safetensors
+from cavkit.weights.entry import WEIGHTS_SCHEME
 
 CAVKIT_FORMAT = "cavkit.model"
 _CAVKIT_PARTS = ("audio_tokenizer.", "visual_tokenizer.", "encoder.", "decoder.", "head.")
@@ -46,17 +47,19 @@ class CheckpointContents:
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def read_checkpoint_bytes(uri: str) -> bytes:
+def read_checkpoint_bytes(uri: str, *, host: Any = None) -> bytes:
     """The bytes of a checkpoint file; missing, directory and empty files are :class:`CheckpointError`.
 
     ``weights:NAME`` and ``http(s)://...[#sha256=<hex>]`` are fetched into the weights cache (or
     taken from it, verified, without network) first: see :mod:`cavkit.weights.resolve`.
+
+    :param host: the plugin host whose registry names ``weights:`` entries (see :func:`plugin_host`).
     """
     import fsspec
 
     from cavkit.weights.resolve import resolve_checkpoint_uri
 
-    uri = resolve_checkpoint_uri(uri)
+    uri = resolve_checkpoint_uri(uri, plugin_host(host) if uri.startswith(WEIGHTS_SCHEME) else None)
     try:
         with fsspec.open(uri, "rb") as fh:
             data = fh.read()
@@ -163,13 +166,13 @@ def _recipe_of(uri: str, meta: Mapping[str, str] | None, obj: Any = None) -> str
     return None
 
 
-def stored_recipe_text(uri: str) -> str | None:
+def stored_recipe_text(uri: str, *, host: Any = None) -> str | None:
     """The resolved recipe a cavkit checkpoint carries (the whole recipe, not only ``model:``), or
     ``None`` (official ``.pth`` files carry none). The one place that knows where recipes are kept.
 
     :raises CheckpointError: as :func:`read_checkpoint`.
     """
-    data = read_checkpoint_bytes(uri)
+    data = read_checkpoint_bytes(uri, host=host)
     if looks_like_safetensors(data):
         try:
             return _recipe_of(uri, read_metadata(data))
@@ -178,12 +181,13 @@ def stored_recipe_text(uri: str) -> str | None:
     return _recipe_of(uri, None, _torch_load(uri, data))
 
 
-def read_checkpoint(uri: str) -> CheckpointContents:
+def read_checkpoint(uri: str, *, host: Any = None) -> CheckpointContents:
     """Read any supported checkpoint file; see the module docstring.
 
+    :param host: the plugin host whose registry names ``weights:`` entries (see :func:`plugin_host`).
     :raises CheckpointError: missing, empty, truncated or foreign files, with what was expected.
     """
-    data = read_checkpoint_bytes(uri)
+    data = read_checkpoint_bytes(uri, host=host)
     if looks_like_safetensors(data):
         state, meta = _load_safetensors(uri, data)
         text, stored = _recipe_of(uri, meta), meta
@@ -222,6 +226,16 @@ def _stored_inputs(uri: str, stored: Any) -> InputSpec | None:
 
 
 # -- building --------------------------------------------------------------------------------------
+def plugin_host(host: Any) -> Any:
+    """``host``, or for ``None`` (direct API use, e.g. ``cavkit.api.load_model(path)``) the plugins
+    installed in this process: the one place under :mod:`cavkit.checkpoints` that reads that host."""
+    if host is not None:
+        return host
+    from cavkit.plugins import get_plugin_host
+
+    return get_plugin_host()
+
+
 @attrs.frozen(kw_only=True)
 class _ModelSlot:
     model: ComponentNode = component("model")
@@ -236,10 +250,7 @@ def build_model_node(data: Mapping[str, Any], *, source: str = "model", host: An
     """
     from cavkit.errors import RecipeError
 
-    if host is None:
-        from cavkit.plugins import get_plugin_host
-
-        host = get_plugin_host()
+    host = plugin_host(host)
     slot, problems = structure(
         _ModelSlot, {"model": dict(data)}, registry=host.registry, failed_plugins=host.failed_names()
     )
@@ -346,7 +357,7 @@ def load_model(
     file when stored there and the model class declares none; otherwise
     :func:`cavkit.models.inputs.input_spec_of` derives it from ``model.cavkit_node``.
     """
-    contents = read_checkpoint(uri)
+    contents = read_checkpoint(uri, host=host)
     node_data = model_node_for(contents, overrides)
     if expect is not None and node_data.get("type") != expect:
         raise CheckpointError(
@@ -372,7 +383,7 @@ def _summary(node: Mapping[str, Any]) -> str:
 
 
 # -- initialising a new model from a checkpoint ------------------------------------------------------
-def init_from_checkpoint(model: torch.nn.Module, uri: str) -> dict[str, list[str]]:
+def init_from_checkpoint(model: torch.nn.Module, uri: str, *, host: Any = None) -> dict[str, list[str]]:
     """Initialise ``model`` from the matching weights of another model's checkpoint.
 
     Expected differences (spec §4.6, §7.3) are allowed: decoder weights into a classifier, a
@@ -386,13 +397,14 @@ def init_from_checkpoint(model: torch.nn.Module, uri: str) -> dict[str, list[str
     ``timm:VIT_NAME[=FILE]`` initialises from a timm ViT instead (spec §4.7 mapping, see
     :mod:`cavkit.checkpoints.timm_init`).
 
+    :param host: the plugin host whose registry names ``weights:`` entries (see :func:`plugin_host`).
     :returns: ``{"loaded": [...], "fresh": [...], "ignored": [...]}`` (cavkit key names).
     """
     if uri.startswith("timm:"):
         from cavkit.checkpoints.timm_init import init_from_timm
 
-        return init_from_timm(model, uri)
-    contents = read_checkpoint(uri)
+        return init_from_timm(model, uri, host=host)
+    contents = read_checkpoint(uri, host=host)
     state = to_cavkit_keys(contents)
     own = model.state_dict()
     new_parts = ("head.", *getattr(model, "init_fresh_prefixes", ()))

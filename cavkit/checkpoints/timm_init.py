@@ -35,6 +35,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -64,15 +65,17 @@ def parse_timm_ref(uri: str) -> tuple[str, str | None]:
     return name, (file or None)
 
 
-def timm_state_dict(name: str, file: str | None) -> dict[str, torch.Tensor]:
-    """The state dict of timm model ``name`` with its pretrained weights (from ``file`` if given)."""
+def timm_state_dict(name: str, file: str | None, *, host: Any = None) -> dict[str, torch.Tensor]:
+    """The state dict of timm model ``name`` with its pretrained weights (from ``file`` if given;
+    ``host`` names ``weights:`` entries, see :func:`cavkit.checkpoints.load.plugin_host`)."""
     import timm
 
     kwargs: dict = {"pretrained": True, "num_classes": 0}
     if file is not None:
+        from cavkit.checkpoints.load import plugin_host
         from cavkit.weights.resolve import resolve_checkpoint_uri
 
-        local = resolve_checkpoint_uri(file)
+        local = resolve_checkpoint_uri(file, plugin_host(host) if file.startswith("weights:") else None)
         if not os.path.isfile(local):
             raise CheckpointError(f"timm:{name}={file}: checkpoint file not found")
         kwargs["pretrained_cfg_overlay"] = {"file": local}
@@ -167,13 +170,13 @@ def describe_fresh(fresh: list[str]) -> list[str]:
     return out
 
 
-def init_from_timm(model: torch.nn.Module, uri: str) -> dict[str, list[str]]:
+def init_from_timm(model: torch.nn.Module, uri: str, *, host: Any = None) -> dict[str, list[str]]:
     """Initialise ``model`` from the timm ViT named by ``uri`` (see the module docstring).
 
     :returns: ``{"loaded": [...], "fresh": [...], "ignored": [...]}`` (cavkit keys; ignored are timm keys).
     """
     name, file = parse_timm_ref(uri)
-    timm_state = timm_state_dict(name, file)
+    timm_state = timm_state_dict(name, file, host=host)
     own = model.state_dict()
     mapped = map_timm_state(timm_state, own, source=uri)
     with torch.no_grad():

@@ -75,7 +75,7 @@ def train_command(
         raise UsageError("--overwrite starts a run afresh and --resume continues one: pass only one of them")
     from cavkit.engine.preflight import check_run_inputs
 
-    check_run_inputs(loaded, source=recipe, run_dir=directory, resume=resume, device=device, overwrite=overwrite)
+    check_run_inputs(loaded, source=recipe, run_dir=directory, resume=resume, device=device, overwrite=overwrite, host=host)
     dist = init_distributed(None if device == "auto" else device)
     try:
         trainer = Trainer(loaded, run_dir=directory, dist=dist, versions=host.versions(), argv=sys.argv)

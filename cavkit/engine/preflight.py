@@ -196,10 +196,10 @@ def _matches(pattern: str) -> bool:
 
 
 # -- checkpoints ------------------------------------------------------------------------------------
-def _check_init(where: str, uri: str) -> list[Finding]:
+def _check_init(where: str, uri: str, host: Any) -> list[Finding]:
     from cavkit.weights.availability import checkpoint_problems
 
-    return [Finding(where, message, fix) for message, fix in checkpoint_problems(uri, exists=_exists)]
+    return [Finding(where, message, fix) for message, fix in checkpoint_problems(uri, exists=_exists, host=host)]
 
 
 def _init_settings(recipe: Any) -> Iterable[tuple[str, str]]:
@@ -285,11 +285,14 @@ def run_findings(
     world_size: int | None = None,
     inputs: str = "quick",
     overwrite: bool = False,
+    host: Any = None,
 ) -> list[Finding]:
     """Every problem that would stop (or spoil) a training run of ``recipe``; see the module docstring.
 
     :param inputs: ``quick`` (probe a few clips per datafile) or ``full`` (every clip).
     :param world_size: devices in the run (default: ``WORLD_SIZE`` from torchrun, else 1).
+    :param host: the plugin host the recipe was validated against; it names ``weights:`` entries
+        (without one, a ``weights:NAME`` init is reported as a problem).
     """
     if inputs not in ("quick", "full"):
         raise UsageError(f"--inputs must be quick or full, got {inputs!r}")
@@ -307,7 +310,7 @@ def run_findings(
     findings += label_count_findings(recipe)
     for where, uri in _init_settings(recipe):
         if resume is None:  # a resumed run loads its own weights
-            findings += _check_init(where, uri)
+            findings += _check_init(where, uri, host)
     findings += _check_precision(recipe.trainer.precision, device)
     world = world_size or int(os.environ.get("WORLD_SIZE", "1") or 1)
     per_step = recipe.trainer.batch_size * world

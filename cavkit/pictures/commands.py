@@ -139,10 +139,10 @@ def inpaint_command(
         seed=seed,
         arrays=arrays,
     )
-    how = require_pixel_targets(checkpoint, pixel_targets)
+    host = get_plugin_host()
+    how = require_pixel_targets(checkpoint, pixel_targets, host=host)
     click.echo(f"pixel targets: {how}", err=True)
     dev = resolve_device(device)
-    host = get_plugin_host()
     model = load_picture_model(checkpoint, dev, model_overrides, host=host)
     dataset = _dataset(model, datafile, dataset_type, data_params, mode="eval")
     items = select_items(dataset, clip_ids, num_clips)

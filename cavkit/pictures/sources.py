@@ -46,19 +46,20 @@ def recipe_norm_pix(recipe_text: str | None) -> bool | str | None:
     return "no-mae"
 
 
-def require_pixel_targets(uri: str, declared: bool) -> str:
+def require_pixel_targets(uri: str, declared: bool, *, host: "PluginHost") -> str:
     """Refuse checkpoints that cannot draw pixels; return how the decision was made (for the log).
 
     Training checkpoints and run weights (``<run>/weights/*.safetensors``) carry the resolved
     recipe, whose ``mae`` objective says ``norm_pix_loss``. Official ``.pth`` files and converted
     weights carry no objectives, so the user must vouch with ``declared`` (``--pixel-targets``).
 
+    :param host: the plugin host whose registry names ``weights:`` entries.
     :raises UsageError: a norm-pix checkpoint, a model never trained with ``mae``, or an unrecorded
         one without the flag.
     """
     from cavkit.checkpoints.load import stored_recipe_text
 
-    norm_pix = recipe_norm_pix(stored_recipe_text(uri))
+    norm_pix = recipe_norm_pix(stored_recipe_text(uri, host=host))
     if norm_pix is None:
         if declared:
             return "--pixel-targets given (the checkpoint does not record its training objectives)"

@@ -32,7 +32,9 @@ def recipe_check(recipes: tuple[str, ...], overrides: tuple[str, ...], inputs: s
                 from cavkit.engine.commands import run_dir_for
                 from cavkit.engine.preflight import check_run_inputs
 
-                check_run_inputs(loaded, source=uri, run_dir=run_dir_for(loaded.run.dir, uri), inputs=inputs)
+                check_run_inputs(
+                    loaded, source=uri, run_dir=run_dir_for(loaded.run.dir, uri), inputs=inputs, host=get_plugin_host()
+                )
             click.echo(f"{uri}: ok")
         except UsageError as exc:
             errors.append(exc)

@@ -9,6 +9,7 @@ the ``cavkit weights get NAME --file ...`` fix.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 
 def _published_hint(uri: str) -> str:
@@ -29,7 +30,7 @@ def _published_hint(uri: str) -> str:
     return "give an existing checkpoint, weights:NAME (`cavkit weights list`) or an http(s) URL"
 
 
-def checkpoint_problems(uri: str, *, exists: Callable[[str], bool]) -> list[tuple[str, str]]:
+def checkpoint_problems(uri: str, *, exists: Callable[[str], bool], host: Any = None) -> list[tuple[str, str]]:
     """``[(problem, fix)]`` that stop ``uri`` (an ``init`` value) from being read; ``[]`` when it can be.
 
     Never downloads: a ``weights:`` entry or URL that is not cached is fine when it can be fetched.
@@ -56,7 +57,7 @@ def checkpoint_problems(uri: str, *, exists: Callable[[str], bool]) -> list[tupl
         return found
     if is_weights_ref(uri):
         try:
-            target = target_for(uri)
+            target = target_for(uri, host)
         except CavkitError as exc:
             return [(str(exc), "see `cavkit weights list`")]
         if target.path.is_file():

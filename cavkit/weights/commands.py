@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cavkit.errors import CavkitError, CheckpointError, UsageError
+from cavkit.plugins import get_plugin_host
 
 
 @click.group("weights")
@@ -20,7 +21,7 @@ def weights_list(verbose: bool) -> None:
     from cavkit.weights.resolve import entries
 
     click.echo(f"cache: {cache.weights_dir()}")
-    for entry in entries():
+    for entry in entries(get_plugin_host()):
         path = cache.path_for_entry(entry, entry.urls[0] if entry.urls else None)
         state = "cached" if path.is_file() else ("download" if entry.urls else "no URL")
         click.echo(f"  {entry.name:<24} {state:<9} {entry.summary}")
@@ -63,7 +64,7 @@ def weights_get(ref: str, file: str | None, url: str | None, force: bool) -> Non
     is_url = ref.startswith(("http://", "https://"))
     if is_url and (file or url):
         raise UsageError("--file and --url name the source of a registered NAME; a URL is its own source")
-    target = target_for(ref, url=url)
+    target = target_for(ref, get_plugin_host(), url=url)
     path = add_file(target, file) if file else fetch(target, force=force)
     from cavkit.weights.cache import read_record
 
@@ -86,13 +87,13 @@ def weights_verify(refs: tuple[str, ...]) -> None:
     if refs:
         items = []
         for ref in refs:
-            target = target_for(ref)
+            target = target_for(ref, get_plugin_host())
             items.append((ref, target.path, target.sha256))
     else:
         known = {}
         from cavkit.weights.resolve import entries
 
-        for entry in entries():
+        for entry in entries(get_plugin_host()):
             path = cache.path_for_entry(entry, entry.urls[0] if entry.urls else None)
             known[path] = (entry.name, entry.sha256)
         root = cache.weights_dir()

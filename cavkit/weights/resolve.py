@@ -4,12 +4,16 @@
 the one place checkpoint paths are read, so every caller (``trainer.init``,
 ``--checkpoint``, ``cavkit convert``, ``embed``, ``inpaint``, ``localize``, ``load_model``) accepts
 them. A cached, verified file is used without any network access.
+
+``weights:NAME`` is looked up in the registry of the plugin host the caller passes (commands pass
+theirs); this module never reads the process-wide host.
 """
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -20,14 +24,12 @@ from cavkit.weights.download import CACHE_ADVICE, download, import_file
 from cavkit.weights.entry import WEIGHTS_SCHEME, WeightsEntry, is_weights_ref, parse_url
 
 
-def lookup(name: str) -> WeightsEntry:
-    """The registered entry called ``name`` (bare or ``plugin/name``).
+def lookup(name: str, host: Any) -> WeightsEntry:
+    """The entry called ``name`` (bare or ``plugin/name``) in ``host``'s registry.
 
+    :param host: a :class:`~cavkit.plugins.PluginHost` (its ``registry`` and ``failed_names()``).
     :raises UnknownComponentError: with close matches and ``cavkit weights list`` as the fix.
     """
-    from cavkit.plugins import get_plugin_host
-
-    host = get_plugin_host()
     spec = host.registry.get("weights", name, failed_plugins=host.failed_names())
     entry = spec.factory_callable()
     if not isinstance(entry, WeightsEntry):
@@ -35,11 +37,9 @@ def lookup(name: str) -> WeightsEntry:
     return entry
 
 
-def entries() -> list[WeightsEntry]:
-    """Every registered entry, sorted by name."""
-    from cavkit.plugins import get_plugin_host
-
-    return [spec.factory_callable() for spec in get_plugin_host().registry.specs("weights")]
+def entries(host: Any) -> list[WeightsEntry]:
+    """Every entry registered in ``host``, sorted by name."""
+    return [spec.factory_callable() for spec in host.registry.specs("weights")]
 
 
 @attrs.frozen
@@ -54,12 +54,21 @@ class Target:
     entry: WeightsEntry | None = None
 
 
-def target_for(ref: str, *, url: str | None = None) -> Target:
-    """The cache target of ``weights:NAME``, ``NAME`` or an http(s) URL (``url`` replaces an entry's URLs)."""
+def target_for(ref: str, host: Any, *, url: str | None = None) -> Target:
+    """The cache target of ``weights:NAME``, ``NAME`` or an http(s) URL (``url`` replaces an entry's URLs).
+
+    :param host: the plugin host whose registry names the entries; may be ``None`` for a URL.
+    :raises UsageError: a name without a host to look it up in.
+    """
     if ref.startswith(("http://", "https://")):
         parsed = parse_url(ref)
         return Target(ref, cache.path_for_url(parsed.url), (parsed.url,), parsed.sha256, None)
-    entry = lookup(ref.removeprefix(WEIGHTS_SCHEME))
+    if host is None:
+        raise UsageError(
+            f"{ref}: weights names are looked up in a plugin registry and none was given; pass host= "
+            "(cavkit.api.load_model and the commands do)"
+        )
+    entry = lookup(ref.removeprefix(WEIGHTS_SCHEME), host)
     sha = entry.sha256
     urls = entry.urls
     if url is not None:
@@ -144,8 +153,11 @@ def add_file(target: Target, source: str) -> Path:
     return target.path
 
 
-def resolve_checkpoint_uri(uri: str) -> str:
-    """A local path for ``weights:NAME`` / ``http(s)://...[#sha256=...]``; any other URI unchanged."""
+def resolve_checkpoint_uri(uri: str, host: Any = None) -> str:
+    """A local path for ``weights:NAME`` / ``http(s)://...[#sha256=...]``; any other URI unchanged.
+
+    :param host: the plugin host whose registry names ``weights:`` entries (not needed for URLs).
+    """
     if not is_weights_ref(uri):
         return uri
-    return str(fetch(target_for(uri)))
+    return str(fetch(target_for(uri, host)))

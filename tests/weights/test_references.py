@@ -67,7 +67,7 @@ def test_convert_with_a_wrong_hash_fails_and_caches_nothing(server, official_byt
     assert _files(weights_cache / "weights") == [] and not (tmp_path / "out.safetensors").exists()
 
 
-def _plugin_with(url: str, sha: str | None):
+def _plugin_with(url: str | None, sha: str | None):
     module = types.ModuleType("weights_test_plugin")
 
     @cavkit.hookimpl
@@ -77,7 +77,8 @@ def _plugin_with(url: str, sha: str | None):
             WeightsEntry(
                 name="tiny-test",
                 summary="a test checkpoint",
-                urls=(url,),
+                filename="tiny.pth",
+                urls=(url,) if url else (),
                 sha256=sha,
                 model="cav_mae (tiny)",
                 citation="nobody",
@@ -117,7 +118,7 @@ def test_verify_catches_a_corrupted_cached_file_and_it_is_never_used_again(serve
     got = run_cli(["weights", "get", "tiny-test"], host=host)
     assert got.exit_code == 0, got.stderr
     path = got.stdout.strip()
-    assert Path(path).read_bytes() == data and "hash recorded" in got.stderr
+    assert Path(path).read_bytes() == data and "not pinned" in got.stderr
     with open(path, "r+b") as fh:  # flip one byte in place, keeping the size
         fh.seek(100)
         byte = fh.read(1)
@@ -133,11 +134,17 @@ def test_verify_catches_a_corrupted_cached_file_and_it_is_never_used_again(serve
         set_plugin_host(None)
 
 
-def test_a_published_entry_without_url_says_how_to_add_it_and_then_works_offline(official_bytes, tmp_path, monkeypatch):
-    missing = run_cli(["weights", "get", "in-initial"])
-    assert missing.exit_code == 2
+def test_an_entry_without_url_says_how_to_add_it(tmp_path):
+    host = plugin_host(_plugin_with(None, None))
+    missing = run_cli(["weights", "get", "tiny-test"], host=host)
+    assert missing.exit_code == 2 and "Traceback" not in missing.stderr
     assert "no download URL is recorded" in missing.stderr and "--file PATH" in missing.stderr
-    assert "IN-initial.pth" in missing.stderr
+    assert "weights/tiny-test/tiny.pth" in missing.stderr
+    listing = run_cli(["weights", "list"], host=host)
+    assert any(line.split()[:3] == ["tiny-test", "no", "URL"] for line in listing.stdout.splitlines())
+
+
+def test_a_published_file_added_by_hand_is_used_offline_without_any_download(official_bytes, tmp_path, monkeypatch):
     local = tmp_path / "downloaded.pth"
     local.write_bytes(official_bytes[0])
     added = run_cli(["weights", "get", "in-initial", "--file", str(local)])
@@ -150,6 +157,29 @@ def test_a_published_entry_without_url_says_how_to_add_it_and_then_works_offline
     assert any(line.split()[:2] == ["in-initial", "cached"] for line in listing.stdout.splitlines())
 
 
+def test_a_built_in_entry_without_a_published_hash_downloads_records_and_says_so(
+    server, official_bytes, monkeypatch, weights_cache
+):
+    """The built-in entries carry URLs but no hash: the first download's hash is recorded and printed."""
+    data, original = official_bytes
+    server.files["cav-mae-base.pth"] = data
+    sha = hashlib.sha256(data).hexdigest()
+    got = run_cli(["weights", "get", "cav-mae-base", "--url", server.url("cav-mae-base.pth")])
+    assert got.exit_code == 0, got.stderr
+    path = Path(got.stdout.strip())
+    assert path == weights_cache / "weights" / "cav-mae-base" / "cav-mae-base.pth" and path.read_bytes() == data
+    record = cache.read_record(path)
+    assert record.sha256 == sha and not record.pinned
+    assert f"cavkit: cav-mae-base: no published SHA-256 to check the download against (not pinned); recorded sha256 {sha}" in got.stderr
+    assert f"sha256 {sha}, not pinned" in got.stderr
+    monkeypatch.setenv("CAVKIT_OFFLINE", "1")  # from now on the recorded hash is what the file is checked against
+    model = load_model("weights:cav-mae-base", overrides=["encoder.num_heads=2", "decoder.num_heads=2"])
+    assert all(torch.equal(model.state_dict()[k], original[k]) for k in original)
+    assert len(server.gets("cav-mae-base.pth")) == 1
+    verify = run_cli(["weights", "verify", "cav-mae-base"])
+    assert verify.exit_code == 0 and "hash recorded at first fetch" in verify.stdout
+
+
 def test_unknown_names_suggest_close_ones(tmp_path):
     result = run_cli(["weights", "get", "cav-mae-scale+++"])
     assert result.exit_code == 2 and "did you mean" in result.stderr and "cav-mae-scale++" in result.stderr
@@ -157,3 +187,22 @@ def test_unknown_names_suggest_close_ones(tmp_path):
 
 def test_the_cache_honours_cavkit_cache(weights_cache):
     assert cache.weights_dir() == weights_cache / "weights"
+
+
+def test_library_code_names_weights_in_the_host_it_is_given_not_the_process_host(server, official_bytes):
+    from cavkit.errors import UsageError
+    from cavkit.weights.resolve import resolve_checkpoint_uri
+
+    data, original = official_bytes
+    server.files["tiny.pth"] = data
+    host = plugin_host(_plugin_with(server.url("tiny.pth"), hashlib.sha256(data).hexdigest()))
+    set_plugin_host(None)  # the process host (built-in plugins only) does not know tiny-test
+    model = load_model("weights:tiny-test", overrides=["encoder.num_heads=2", "decoder.num_heads=2"], host=host)
+    assert all(torch.equal(model.state_dict()[k], original[k]) for k in original)
+    fresh = build_model_node(TINY, host=host).build()
+    init_from_checkpoint(fresh, "weights:tiny-test", host=host)
+    assert all(torch.equal(fresh.state_dict()[k], original[k]) for k in original if not k.startswith("decoder."))
+    with pytest.raises(UsageError, match="weights:tiny-test: weights names are looked up in a plugin registry"):
+        resolve_checkpoint_uri("weights:tiny-test")
+    with pytest.raises(UsageError, match="unknown weights 'tiny-test'"):
+        load_model("weights:tiny-test")  # the process host: no such entry
