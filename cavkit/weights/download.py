@@ -13,6 +13,10 @@ Steps (spec of the behaviour, tested against a local server in tests/weights):
    next attempt and says so; nothing under the final name is touched;
 3. the complete ``.part`` is hashed; a hash (or size) other than the expected one deletes it;
 4. only then are the record and, last, the file moved under the final name (``os.replace``).
+
+A web page instead of a file (``Content-Type: text/html``, or a body that starts like HTML: a share
+page, a sign-in or confirmation page, an expired link) is refused before anything is kept. Without
+an expected hash the hash of the download is recorded and printed, marked as not pinned.
 """
 
 from __future__ import annotations
@@ -86,6 +90,32 @@ def _open_source(source: str):
         raise
     except OSError as exc:
         raise CheckpointError(f"{source}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _looks_like_html(first: bytes) -> bool:
+    """Whether a body starts like a web page (checkpoints are zip or pickle files, never text)."""
+    head = first[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
+
+
+def _web_page_error(url: str, what: str, label: str | None) -> CheckpointError:
+    if label and not label.startswith(("http://", "https://")):
+        fix = f"download it in a browser and add it with `cavkit weights get {label} --file PATH`"
+    else:
+        fix = "download it in a browser and give the local file instead of the URL"
+    return CheckpointError(
+        f"{url}: the server sent a web page ({what}) instead of the checkpoint (a share, sign-in or "
+        f"confirmation page, or an expired link); nothing was cached. Fix: {fix}"
+    )
+
+
+def _note_unpinned(record: cache.Record, dest: Path, label: str | None) -> None:
+    """Say that a download had no published hash to be checked against, and which hash is now trusted."""
+    print(
+        f"cavkit: {label or dest.name}: no published SHA-256 to check the download against (not pinned); "
+        f"recorded sha256 {record.sha256} ({record.size} bytes), checked on every later use",
+        file=sys.stderr,
+    )
 
 
 def _hash_existing(part: Path, offset: int):
@@ -166,6 +196,10 @@ def download(
             total = int(match.group(3)) if match.group(3) != "*" else None
         else:  # 200: the whole file (the server ignored Range, or the file changed since the .part)
             offset = 0
+            content_type = response.headers.get("Content-Type") or ""
+            if content_type.split(";")[0].strip().lower() == "text/html":
+                _discard_part(dest)
+                raise _web_page_error(url, f"Content-Type {content_type}", label)
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
         new_validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
@@ -191,6 +225,9 @@ def download(
         ):
             try:
                 while chunk := response.read(_CHUNK):
+                    if received == 0 and _looks_like_html(chunk):
+                        error = "web page"
+                        break
                     _append(fh, chunk, dest)  # a full disk is not a network error: it escapes this except
                     digest.update(chunk)
                     received += len(chunk)
@@ -199,13 +236,19 @@ def download(
                 error = f"{type(exc).__name__}: {exc}"
             fh.flush()
             os.fsync(fh.fileno())
+    if error == "web page":
+        _discard_part(dest)
+        raise _web_page_error(url, "the body is HTML", label)
     if error is not None or (total is not None and received != total):
         of = f" of {total}" if total is not None else ""
         raise CheckpointError(
             f"{url}: download interrupted after {received}{of} bytes ({error or 'connection closed early'}); "
             f"the partial download is kept as {part} and nothing was cached; run the same command again to resume"
         )
-    return _finish(url, dest, digest, received, expected_sha256, expected_size)
+    record = _finish(url, dest, digest, received, expected_sha256, expected_size)
+    if expected_sha256 is None:
+        _note_unpinned(record, dest, label)
+    return record
 
 
 def _finish(url, dest: Path, digest, size: int, expected_sha256, expected_size) -> cache.Record:

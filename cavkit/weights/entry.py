@@ -12,6 +12,8 @@ References accepted wherever a checkpoint path is:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -33,28 +35,36 @@ class WeightsEntry:
     :ivar name: the name used in ``weights:NAME``.
     :ivar summary: one line for ``cavkit weights list`` / ``cavkit components weights``.
     :ivar filename: the file name it is published under (``audio_model.21.pth``); the cache keeps it.
-    :ivar urls: download URLs, tried in order; empty when no URL is known (``--file``/``--url`` then).
+    :ivar urls: direct download URLs, tried in order; empty when no URL is known (``--file``/``--url`` then).
+    :ivar mirrors: pages where the file can be fetched by hand in a browser (a share page, not a direct
+        download); shown to the user, never tried by the downloader.
     :ivar sha256: expected SHA-256 of the file, or ``None`` when not published (then the hash seen at
         the first download is recorded and checked on every later use).
     :ivar size: expected size in bytes, or ``None`` when not known.
     :ivar model: the model configuration the file loads into, in words (``cav_mae`` ViT-B, ...).
+    :ivar config: the same as a recipe ``model:`` node (``{"type": "classifier", "num_classes": 527}``),
+        or ``None`` when not stated; tests build every built-in one.
     :ivar keys: the number of state-dict keys the file holds (spec §4), when known.
     :ivar source: where the file is published, in words (a README table, a Drive id).
     :ivar licence: the licence line to show users.
     :ivar citation: the paper to cite.
+    :ivar notes: what the publisher states about the file (training run, published result, intended use).
     """
 
     name: str
     summary: str
     filename: str | None = None
     urls: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    mirrors: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     sha256: str | None = attrs.field(default=None, validator=_check_sha256)
     size: int | None = None
     model: str = ""
+    config: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
     keys: int | None = None
     source: str = ""
     licence: str = ""
     citation: str = ""
+    notes: str = ""
 
     def __call__(self, *_args, **_context) -> WeightsEntry:
         """The registry's factory protocol: building a ``weights`` component yields its entry."""

@@ -17,12 +17,14 @@ class CheckpointServer:
     """Serves ``files[name] = bytes`` at ``/name`` with ``Range`` / ``If-Range`` support.
 
     ``drop_after[name] = n``: the next GET of ``name`` announces the full length, sends ``n`` bytes
-    and closes the connection (once). ``requests`` records ``(path, Range, If-Range)`` per GET.
+    and closes the connection (once). ``content_types[name]`` is sent as ``Content-Type`` (none by
+    default). ``requests`` records ``(path, Range, If-Range)`` per GET.
     """
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.drop_after: dict[str, int] = {}
+        self.content_types: dict[str, str] = {}
         self.requests: list[tuple[str, str | None, str | None]] = []
         server = self
 
@@ -54,6 +56,8 @@ class CheckpointServer:
                 body = data[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("ETag", etag)
+                if name in server.content_types:
+                    self.send_header("Content-Type", server.content_types[name])
                 self.end_headers()
                 cut = server.drop_after.pop(name, None)
                 if cut is not None:

@@ -140,3 +140,34 @@ def test_a_complete_part_file_left_by_a_killed_process_is_checked_and_placed(ser
     assert Path(path).read_bytes() == PAYLOAD
     assert server.gets("x.pth") == [("x.pth", f"bytes={len(PAYLOAD)}-", None)]
     assert not cache.part_path(final).exists()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("text/html; charset=utf-8", b"binary-looking bytes"), (None, b"\n<!DOCTYPE html><html><body>sign in</body>")],
+    ids=["content-type", "body"],
+)
+def test_a_web_page_instead_of_the_file_is_refused_and_nothing_is_kept(server, weights_cache, content_type, body):
+    """Share pages, sign-in and confirmation pages and expired links answer 200 with HTML."""
+    server.files["x.pth"] = body
+    if content_type:
+        server.content_types["x.pth"] = content_type
+    with pytest.raises(CheckpointError, match=r"sent a web page .*nothing was cached.*in a browser"):
+        resolve_checkpoint_uri(server.url("x.pth"))
+    assert _files_under(weights_cache / "weights") == []  # no file, no record, no .part to resume
+
+
+def test_a_checkpoint_served_as_octet_stream_is_accepted(server):
+    server.files["x.pth"] = PAYLOAD
+    server.content_types["x.pth"] = "application/octet-stream"
+    assert Path(resolve_checkpoint_uri(f"{server.url('x.pth')}#sha256={SHA}")).read_bytes() == PAYLOAD
+
+
+def test_an_unpinned_download_prints_the_hash_it_recorded(server, capsys):
+    server.files["x.pth"] = PAYLOAD
+    resolve_checkpoint_uri(server.url("x.pth"))
+    err = capsys.readouterr().err
+    assert f"not pinned); recorded sha256 {SHA} ({len(PAYLOAD)} bytes)" in err
+    server.files["y.pth"] = PAYLOAD
+    resolve_checkpoint_uri(f"{server.url('y.pth')}#sha256={SHA}")
+    assert "not pinned" not in capsys.readouterr().err  # a download checked against a pinned hash: no note

@@ -107,6 +107,7 @@ def test_missing_clips_quick_samples_full_counts_every_one(tmp_path):
 
 def test_batch_init_and_finished_run_problems_come_together(tmp_path, monkeypatch):
     monkeypatch.setenv("CAVKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CAVKIT_OFFLINE", "1")  # the published entry has a URL: offline, it cannot be fetched
     datafile = _write_clips(tmp_path / "data", ["a", "b", "c"], 2, {})
     (tmp_path / "run" / "weights").mkdir(parents=True)
     (tmp_path / "run" / "weights" / "final.safetensors").write_bytes(b"x")
@@ -117,8 +118,8 @@ def test_batch_init_and_finished_run_problems_come_together(tmp_path, monkeypatc
         "trainer.batch_size: 8 per device x 1 device(s) = 8 clips per step, but data.train has 3 clips" in result.stderr
     )
     assert "--set trainer.batch_size=3" in result.stderr
-    assert "weights:cav-mae-scale++ is not in the cache and no download URL is recorded" in result.stderr
-    assert "`cavkit weights get cav-mae-scale++ --file PATH`" in result.stderr
+    assert "weights:cav-mae-scale++ is not in the cache and CAVKIT_OFFLINE is set" in result.stderr
+    assert "`cavkit weights get cav-mae-scale++` on a machine with network access" in result.stderr
     assert f"{tmp_path / 'run'} already holds a finished run (weights)" in result.stderr
     assert "--resume latest" in result.stderr and "--overwrite" in result.stderr
 
@@ -152,3 +153,17 @@ def test_an_unfinished_run_is_named_and_overwrite_or_resume_lift_the_check(tmp_p
     assert finding.message == f"{run_dir} already holds a run (checkpoints, metrics.jsonl)"
     assert run_findings(loaded, run_dir=run_dir, device="cpu", overwrite=True) == []
     assert run_findings(loaded, run_dir=run_dir, device="cpu", resume="latest") == []
+
+
+def test_a_published_name_with_a_download_url_passes_without_touching_the_network(tmp_path, monkeypatch):
+    """Online, an uncached built-in entry is fetchable (downloaded when the run starts); offline it is a problem."""
+    monkeypatch.setenv("CAVKIT_CACHE", str(tmp_path / "cache"))
+    datafile = _write_clips(tmp_path / "data", ["a", "b", "c", "d"], 2, {})
+    recipe = str(_recipe(tmp_path, datafile, init="weights:cav-mae-scale++"))
+    online = run_cli(["recipe", "check", recipe, "--inputs", "quick"])
+    assert online.exit_code == 0, online.stderr
+    assert not (tmp_path / "cache").exists()  # nothing was fetched
+    monkeypatch.setenv("CAVKIT_OFFLINE", "1")
+    offline = run_cli(["recipe", "check", recipe, "--inputs", "quick"])
+    assert offline.exit_code == 2
+    assert "trainer.init: weights:cav-mae-scale++ is not in the cache and CAVKIT_OFFLINE is set" in offline.stderr
