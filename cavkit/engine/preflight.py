@@ -68,12 +68,36 @@ def _exists(uri: str) -> bool:
         return False
 
 
-def _prepare_fix(role: str, node: Any) -> str:
-    model = "cav_mae_sync" if "sync" in node.spec.name else "cav_mae"
+def _prepare_fix(role: str, config: Any, inputs: Any) -> str:
+    """How to make the datafile: ``--model`` from the model's input declaration
+    (:class:`~cavkit.models.inputs.InputSpec`, else the dataset's declared ``layout``), plus ``--frames``
+    and ``--image-size`` where the dataset config asks for other than that model's defaults."""
+    if inputs is not None:
+        segments = inputs.frame_segments
+    else:
+        segments = getattr(config, "layout", None) == "sync"
+    model, frames = ("cav_mae_sync", 16) if segments else ("cav_mae", 10)
+    shape = f"--model {model}"
+    num_frames = getattr(config, "num_frames", None)
+    if num_frames and num_frames != frames:
+        shape += f" --frames {num_frames}"
+    image_size = getattr(config, "image_size", None)
+    if image_size and image_size != 224:
+        shape += f" --image-size {image_size}"
     return (
-        f"prepare the clips with `cavkit prepare VIDEOS --out DIR --model {model} --labels LABELS.csv`, then "
+        f"prepare the clips with `cavkit prepare VIDEOS --out DIR {shape} --labels LABELS.csv`, then "
         f"point data.{role}.datafile at DIR/datafile.json"
     )
+
+
+def _model_inputs(recipe: Any) -> Any:
+    """The recipe model's input declaration, ``None`` when it cannot be told without building it."""
+    from cavkit.models.inputs import derive_input_spec
+
+    try:
+        return derive_input_spec(recipe.model)
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _sample(count: int) -> list[int]:
@@ -120,8 +144,11 @@ def _check_clips(where: str, uri: str, entries: list, base: str, num_frames: int
     ]
 
 
-def _check_dataset(role: str, node: Any, full: bool) -> tuple[list[Finding], int | None]:
-    """Files of one ``data.<role>`` node; returns findings and its clip count (``None`` if unknown)."""
+def _check_dataset(role: str, node: Any, full: bool, inputs: Any = None) -> tuple[list[Finding], int | None]:
+    """Files of one ``data.<role>`` node; returns findings and its clip count (``None`` if unknown).
+
+    :param inputs: the model's :class:`~cavkit.models.inputs.InputSpec` (for the ``prepare`` fix).
+    """
     from cavkit.data.datafile import load_label_csv, read_datafile_entries
     from cavkit.errors import DataError
 
@@ -140,7 +167,7 @@ def _check_dataset(role: str, node: Any, full: bool) -> tuple[list[Finding], int
     datafile = getattr(config, "datafile", None)
     if datafile:
         if not _exists(datafile):
-            findings.append(Finding(f"data.{role}.datafile", f"{datafile} does not exist", _prepare_fix(role, node)))
+            findings.append(Finding(f"data.{role}.datafile", f"{datafile} does not exist", _prepare_fix(role, config, inputs)))
         else:
             try:
                 entries, base = read_datafile_entries(datafile, limit=getattr(config, "limit", None))
@@ -148,7 +175,7 @@ def _check_dataset(role: str, node: Any, full: bool) -> tuple[list[Finding], int
                 frames = int(getattr(config, "num_frames", 1) or 1)
                 findings += _check_clips(f"data.{role}.datafile {datafile}", datafile, entries, base, frames, full)
             except (DataError, OSError) as exc:
-                findings.append(Finding(f"data.{role}.datafile", f"unreadable: {exc}", _prepare_fix(role, node)))
+                findings.append(Finding(f"data.{role}.datafile", f"unreadable: {exc}", _prepare_fix(role, config, inputs)))
     label_csv = getattr(config, "label_csv", None)
     if label_csv:
         if not _exists(label_csv):
@@ -298,10 +325,11 @@ def run_findings(
         raise UsageError(f"--inputs must be quick or full, got {inputs!r}")
     findings: list[Finding] = []
     train_count = None
+    model_inputs = _model_inputs(recipe)
     for role in ("train", "val", "eval"):
         node = getattr(recipe.data, role)
         if node is not None:
-            found, count = _check_dataset(role, node, inputs == "full")
+            found, count = _check_dataset(role, node, inputs == "full", model_inputs)
             findings += found
             if role == "train":
                 train_count = count
