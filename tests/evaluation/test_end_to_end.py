@@ -13,6 +13,7 @@ import json
 
 import pytest
 import torch
+from reference_metrics import classification_reference, knn_reference
 
 from cavkit.evaluation.features import Features
 from cavkit.testing import run_cli
@@ -42,13 +43,8 @@ def _reference_metrics(checkpoint: str, datasets: list, mode: str, activation: s
 
     The checkpoint is loaded with :func:`cavkit.checkpoints.load.load_model` (eval mode); every item of
     each dataset (one dataset per evaluated frame) goes through ``features`` + ``head`` in ``mode``; the
-    activated scores ``[N, C]`` are averaged over the datasets; AP and AUC come from scikit-learn per
-    class, leaving out the classes where they are undefined (no positives; for AUC, no negatives).
+    activated scores ``[N, C]`` are averaged over the datasets and scored by scikit-learn.
     """
-    import numpy as np
-    from scipy.stats import norm
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     from cavkit.checkpoints.load import load_model
 
     model = load_model(checkpoint).eval()
@@ -57,22 +53,11 @@ def _reference_metrics(checkpoint: str, datasets: list, mode: str, activation: s
         items = [dataset[i] for i in range(len(dataset))]
         audio = torch.stack([item["audio"] for item in items])
         image = torch.stack([item["image"] for item in items])
-        labels = torch.stack([item["label"] for item in items]).numpy() > 0.5
+        labels = torch.stack([item["label"] for item in items]).numpy()
         with torch.inference_mode():
             logits = model.head(model.features(audio, image, mode)).double()
         per_frame.append(torch.softmax(logits, -1) if activation == "softmax" else torch.sigmoid(logits))
-    scores = torch.stack(per_frame).mean(0).numpy()
-    with_positives = labels.any(0)
-    with_both = with_positives & ~labels.all(0)
-    ap = [average_precision_score(labels[:, c], scores[:, c]) for c in np.flatnonzero(with_positives)]
-    auc = [roc_auc_score(labels[:, c], scores[:, c]) for c in np.flatnonzero(with_both)]
-    return {
-        "accuracy": float((scores.argmax(1) == labels.argmax(1)).mean()),
-        "mAP": float(np.mean(ap)),
-        "mAUC": float(np.mean(auc)),
-        "d_prime": float(np.sqrt(2) * norm.ppf(np.mean(auc))),
-        "classes_skipped": int(labels.shape[1] - with_both.sum()),
-    }
+    return classification_reference(torch.stack(per_frame).mean(0).numpy(), labels)
 
 
 def _assert_metrics_equal(got: dict, expected: dict) -> None:
@@ -202,9 +187,28 @@ def test_cav_mae_checkpoint_knn_far_above_chance(cav_mae_checkpoint, tmp_path):
     assert result.exit_code == 0, result.stderr
     knn = json.loads(out.read_text())["knn"]
     chance = 1 / 8
-    assert knn["samples"] == 32
+    assert knn["samples"] == 32 and knn["k"] == 20 and knn["leave_one_out"] is False
     assert knn["accuracy"] >= 3 * chance, knn
-    assert knn["mAP"] > 0.3
+    # the same embeddings (eval-mode clips, frame-averaged audio), voted on query by query
+    from torch.utils.data import DataLoader
+
+    from cavkit.checkpoints.load import load_model
+    from cavkit.data.configs import SyntheticDataConfig
+    from cavkit.data.synthetic import SyntheticDataset
+    from cavkit.evaluation.features import extract_features
+
+    model = load_model(cav_mae_checkpoint).eval()
+
+    def audio_vectors(**config):
+        clips = SyntheticDataset(SyntheticDataConfig(**common_config, mode="eval", **config))
+        features = extract_features(model, DataLoader(clips, batch_size=16))
+        return features.audio.mean(dim=1).numpy(), features.labels.numpy()
+
+    common_config = {k: v for k, v in common.items() if k != "type"}
+    voters, voter_labels = audio_vectors(num_clips=64)
+    queries, labels = audio_vectors(num_clips=32, split="test")
+    scores = knn_reference(queries, voters, voter_labels, k=20, temperature=0.07, leave_one_out=False)
+    _assert_metrics_equal(knn, classification_reference(scores, labels))
 
 
 def test_classify_without_a_classifier_head_is_a_clear_error(cav_mae_checkpoint):
@@ -421,6 +425,8 @@ def test_multi_frame_classification_on_real_clips(tmp_path):
     # three clips these rank metrics come out the same for frames 4, 6 and 4+6 (measured: mAP 1, mAUC 1,
     # accuracy 0); test_classification pins how the sigmoids of several frames are averaged
     for frames, report in reports.items():
-        expected = _reference_metrics(checkpoint, [at_frame(int(f)) for f in frames.split(",")], "multimodal", "sigmoid")
+        expected = _reference_metrics(
+            checkpoint, [at_frame(int(f)) for f in frames.split(",")], "multimodal", "sigmoid"
+        )
         assert expected["classes_skipped"] == 1
         _assert_metrics_equal(report, expected)

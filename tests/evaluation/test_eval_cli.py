@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from reference_metrics import classification_reference, knn_reference
 
 from cavkit import hookimpl
 from cavkit.evaluation.features import Features
@@ -63,8 +64,13 @@ def test_eval_retrieval_prints_a_table_and_writes_json_and_gallery(features_file
     data = json.loads(out_json.read_text())
     assert set(data["results"]) == {"diagonal_mean", "max", "pooled"}
     assert data["clips"] == 30
-    r1 = data["results"]["diagonal_mean"]["audio"]["R1"]
-    assert 0.3 < r1 <= 1.0  # matched pairs with noise: far above chance (1/30)
+    # diagonal_mean recomputed from the first 30 clips: S[i, j] = mean_k <a_ik, v_jk>; random features have
+    # no ties, so an audio query is found at rank 1 when no other clip's visual side scores higher
+    features = Features.load(str(features_file))
+    sim = torch.einsum("ikd,jkd->ij", features.audio[:30], features.visual[:30]) / 3
+    found_first = ((sim > sim.diag()[:, None]).sum(1) == 0).double().mean().item()
+    assert data["results"]["diagonal_mean"]["audio"]["R1"] == pytest.approx(found_first)
+    assert found_first > 10 / 30  # matched pairs with noise: far above chance (1/30)
     page = gallery.read_text()
     assert page.count("<tr>") == 16 and "clip0" in page  # 8 queries x 2 directions
     png = tmp_path / "gallery.png"
@@ -89,7 +95,8 @@ def test_user_errors_are_one_line_and_exit_2(features_file, tmp_path):
     assert no_model.exit_code == 2 and "--checkpoint" in no_model.stderr
 
 
-def test_knn_from_saved_features(features_file):
+def test_knn_from_saved_features(features_file, tmp_path):
+    out = tmp_path / "knn.json"
     result = run_cli(
         [
             "eval",
@@ -100,13 +107,25 @@ def test_knn_from_saved_features(features_file):
             str(features_file),
             "--train-features",
             str(features_file),
+            "--json",
+            str(out),
         ]
     )
     assert result.exit_code == 0, result.stderr
     assert "knn k=5" in result.stdout
-    # labels are unrelated to the embeddings and a clip may not vote for itself: near chance (25 %)
-    accuracy = float(result.stdout.splitlines()[-1].split()[4])
-    assert accuracy < 60
+    knn = json.loads(out.read_text())["knn"]
+    assert knn["leave_one_out"] is True and knn["samples"] == 40
+    # the same clips vote for each other, but no clip for itself; both modalities: unit audio and visual
+    # clip vectors side by side
+    f = Features.load(str(features_file))
+    unit = [torch.nn.functional.normalize(x.mean(dim=1), dim=-1) for x in (f.audio, f.visual)]
+    vectors, labels = torch.cat(unit, dim=-1).numpy(), f.labels.numpy()
+    scores = knn_reference(vectors, vectors, labels, k=5, temperature=0.07, leave_one_out=True)
+    expected = classification_reference(scores, labels)
+    for key, value in expected.items():
+        assert knn[key] == pytest.approx(value, rel=1e-6), (key, knn, expected)
+    # labels are unrelated to the embeddings: near chance (25 %)
+    assert expected["accuracy"] < 0.6
 
 
 class _FirstFramePlugin:
