@@ -140,8 +140,12 @@ def _node_from_recipe_text(text: str, uri: str) -> dict[str, Any]:
 
 
 def _sidecar_recipe(uri: str) -> str | None:
+    """The recipe file beside a weights file (``<name>.yaml``, ``<name>.recipe.yaml``), read with the
+    recipe limits (:func:`cavkit.recipe.load.read_recipe_text`); ``None`` when there is none."""
     import fsspec
 
+    from cavkit.errors import UsageError
+    from cavkit.recipe.load import read_recipe_text
     from cavkit.weights.entry import is_weights_ref
 
     if is_weights_ref(uri):  # a fetched file has no sidecar; never probe the network for one
@@ -149,10 +153,15 @@ def _sidecar_recipe(uri: str) -> str | None:
     stem = uri.removesuffix(".safetensors")
     for candidate in (f"{stem}.yaml", f"{stem}.recipe.yaml"):
         try:
-            with fsspec.open(candidate, "r") as fh:
-                return fh.read()
-        except (FileNotFoundError, OSError):
+            fs, path = fsspec.core.url_to_fs(candidate)
+            if not fs.exists(path):
+                continue
+        except (OSError, ValueError):
             continue
+        try:
+            return read_recipe_text(candidate, regular_file=True)
+        except UsageError as exc:
+            raise CheckpointError(f"{uri}: cannot use the recipe beside it: {exc}") from None
     return None
 
 

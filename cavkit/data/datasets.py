@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 
 from cavkit.data import datafile as df
 from cavkit.data import storage
-from cavkit.data.audio import SAMPLE_RATE, AudioDecodeError, decode_audio, to_mono_16k
+from cavkit.data.audio import MIN_SAMPLES, SAMPLE_RATE, AudioDecodeError, decode_audio, to_mono_16k
 from cavkit.data.configs import CavMaeDataConfig, SyncDataConfig
 from cavkit.data.fbank import fbank_rows, kaldi_fbank, normalize, pad_or_crop, segment_bounds, segments, single_threaded
 from cavkit.data.images import ImageDecodeError, augment_transform, decode_image, eval_transform
@@ -56,8 +56,10 @@ def waveform_from_bytes(clip_id: str, where: str, data: bytes) -> torch.Tensor:
     except AudioDecodeError as exc:
         raise DataError(f"clip {clip_id!r}: audio file {where} is unusable: {exc}") from None
     mono = to_mono_16k(waveform, rate)
-    if mono.numel() < 400:
-        raise DataError(f"clip {clip_id!r}: audio file {where} is too short ({mono.numel()} samples, need >= 400)")
+    if mono.numel() < MIN_SAMPLES:
+        raise DataError(
+            f"clip {clip_id!r}: audio file {where} is too short ({mono.numel()} samples, need >= {MIN_SAMPLES})"
+        )
     return mono
 
 

@@ -150,8 +150,14 @@ def excerpt(text: str, limit: int = 80) -> str:
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
-def _read_text(uri: str, *, regular_file: bool = False) -> str:
-    """At most :data:`MAX_RECIPE_BYTES` of UTF-8 text; ``regular_file`` refuses devices, pipes and folders."""
+def read_recipe_text(uri: str, *, regular_file: bool = False) -> str:
+    """At most :data:`MAX_RECIPE_BYTES` of UTF-8 text; ``regular_file`` refuses devices, pipes and folders.
+
+    The one reader of recipe files, also of the ``<name>.yaml`` recipe beside a checkpoint
+    (:mod:`cavkit.checkpoints.load`). Parse the text with :func:`parse_yaml` (its limits).
+
+    :raises UsageError: missing, a folder, not a regular file, not UTF-8, unreadable or too large.
+    """
     import fsspec
 
     try:
@@ -184,7 +190,7 @@ def _require_regular_file(uri: str) -> None:
     else:
         regular = fs.info(path).get("type") == "file"
     if not regular:
-        raise UsageError(f"{uri}: not a regular file; a base recipe must be a YAML file")
+        raise UsageError(f"{uri}: not a regular file; a recipe must be a YAML file")
 
 
 def _parse(uri: str, text: str) -> dict[str, Any]:
@@ -272,7 +278,7 @@ def load_recipe_data(uri: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
         raise RecipeError(uri, [Problem("base", f"base recipes form a cycle: {' -> '.join(_chain + (uri,))}")])
     if len(_chain) >= MAX_BASE_DEPTH:
         raise RecipeError(uri, [Problem("base", f"base recipes nest deeper than {MAX_BASE_DEPTH}")])
-    data = _parse(uri, _read_text(uri, regular_file=bool(_chain)))
+    data = _parse(uri, read_recipe_text(uri, regular_file=bool(_chain)))
     base_ref = data.pop("base", None)
     if base_ref is None:
         try:
