@@ -75,7 +75,7 @@ def write_shards(datafile_uri: str, out: str, *, shard_size: int = 1000, num_fra
         try:  # a failed write names the shard; reading a clip's files keeps its own errors
             with disk_errors_as_messages(uri):
                 with writing(uri):
-                    handle = open(tmp_path, "wb")
+                    handle = open(tmp_path, "wb")  # noqa: SIM115 (closed by the with below)
                 with handle:
                     with tarfile.open(fileobj=handle, mode="w") as tar:
                         for clip in clips[start : start + shard_size]:

@@ -167,7 +167,9 @@ def _check_dataset(role: str, node: Any, full: bool, inputs: Any = None) -> tupl
     datafile = getattr(config, "datafile", None)
     if datafile:
         if not _exists(datafile):
-            findings.append(Finding(f"data.{role}.datafile", f"{datafile} does not exist", _prepare_fix(role, config, inputs)))
+            findings.append(
+                Finding(f"data.{role}.datafile", f"{datafile} does not exist", _prepare_fix(role, config, inputs))
+            )
         else:
             try:
                 entries, base = read_datafile_entries(datafile, limit=getattr(config, "limit", None))
@@ -175,7 +177,9 @@ def _check_dataset(role: str, node: Any, full: bool, inputs: Any = None) -> tupl
                 frames = int(getattr(config, "num_frames", 1) or 1)
                 findings += _check_clips(f"data.{role}.datafile {datafile}", datafile, entries, base, frames, full)
             except (DataError, OSError) as exc:
-                findings.append(Finding(f"data.{role}.datafile", f"unreadable: {exc}", _prepare_fix(role, config, inputs)))
+                findings.append(
+                    Finding(f"data.{role}.datafile", f"unreadable: {exc}", _prepare_fix(role, config, inputs))
+                )
     label_csv = getattr(config, "label_csv", None)
     if label_csv:
         if not _exists(label_csv):

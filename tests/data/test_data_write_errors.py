@@ -23,7 +23,9 @@ def videos(tmp_path_factory) -> Path:
 
 
 def prepare(videos: Path, out: Path, *extra: str):
-    return run_cli(["prepare", str(videos), "-o", str(out), "--frames", "4", "--image-size", "32", "--no-progress", *extra])
+    return run_cli(
+        ["prepare", str(videos), "-o", str(out), "--frames", "4", "--image-size", "32", "--no-progress", *extra]
+    )
 
 
 def test_prepare_into_a_read_only_folder_is_one_line(videos, read_only_dir, one_line_write_error):
@@ -34,7 +36,9 @@ def test_prepare_into_a_read_only_folder_is_one_line(videos, read_only_dir, one_
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_prepare_onto_a_full_disk_stops_and_leaves_no_partial_file(videos, tmp_path, disk_full, one_line_write_error, workers):
+def test_prepare_onto_a_full_disk_stops_and_leaves_no_partial_file(
+    videos, tmp_path, disk_full, one_line_write_error, workers
+):
     out = tmp_path / "prepared"
     disk_full(".wav")  # the first clip's audio runs out of space (in the worker process with -j 2)
     result = prepare(videos, out, "-j", workers)

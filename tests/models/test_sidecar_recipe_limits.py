@@ -35,7 +35,9 @@ def test_a_sidecar_recipe_is_read(bare_weights):
 def test_an_oversized_sidecar_recipe_is_refused_with_the_limit(bare_weights):
     bare, recipe = bare_weights
     bare.with_suffix(".yaml").write_text(recipe + "#" * (MAX_RECIPE_BYTES + 10))
-    with pytest.raises(CheckpointError, match=f"cannot use the recipe beside it: .*larger than {MAX_RECIPE_BYTES} bytes"):
+    with pytest.raises(
+        CheckpointError, match=f"cannot use the recipe beside it: .*larger than {MAX_RECIPE_BYTES} bytes"
+    ):
         load_model(str(bare))
 
 

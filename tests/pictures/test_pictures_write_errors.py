@@ -27,6 +27,8 @@ def test_embed_onto_a_full_disk_leaves_no_partial_file(tiny_weights, tmp_path, d
 def test_inpaint_pictures_into_a_read_only_folder_is_one_line(tiny_weights, read_only_dir, one_line_write_error):
     folder, cause = read_only_dir
     out = folder / "pictures"
-    result = run_cli(["inpaint", "--checkpoint", tiny_weights, *synthetic_args(), "--num-clips", "1", "--out", str(out)])
+    result = run_cli(
+        ["inpaint", "--checkpoint", tiny_weights, *synthetic_args(), "--num-clips", "1", "--out", str(out)]
+    )
     message = one_line_write_error(result, out, cause)
     assert message.split(": ")[1].endswith(".png")

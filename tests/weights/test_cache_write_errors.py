@@ -8,7 +8,9 @@ import os
 from cavkit.testing import run_cli
 
 
-def test_a_download_onto_a_full_disk_is_one_line_not_a_network_error(server, small_mount, monkeypatch, one_line_write_error):
+def test_a_download_onto_a_full_disk_is_one_line_not_a_network_error(
+    server, small_mount, monkeypatch, one_line_write_error
+):
     cache = small_mount("size=64k")
     monkeypatch.setenv("CAVKIT_CACHE", str(cache))
     server.files["big.pth"] = os.urandom(256 * 1024)

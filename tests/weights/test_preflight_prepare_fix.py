@@ -27,12 +27,18 @@ def _findings(tmp_path: Path, model_recipe: str, data: dict) -> list:
     "model_recipe, data, command",
     [
         # a Sync model on a dataset whose name says nothing about Sync: the model's declaration decides
-        ("sync_tiny.yaml", {"type": "cav_mae", "num_frames": 4, "image_size": 64},
-         "--model cav_mae_sync --frames 4 --image-size 64"),
+        (
+            "sync_tiny.yaml",
+            {"type": "cav_mae", "num_frames": 4, "image_size": 64},
+            "--model cav_mae_sync --frames 4 --image-size 64",
+        ),
         ("sync_tiny.yaml", {"type": "cav_mae_sync", "num_frames": 16}, "--model cav_mae_sync --labels"),
         ("cav_mae_tiny.yaml", {"type": "cav_mae", "num_frames": 10}, "--model cav_mae --labels"),
-        ("cav_mae_tiny.yaml", {"type": "cav_mae_sync", "num_frames": 10, "image_size": 32},
-         "--model cav_mae --image-size 32"),
+        (
+            "cav_mae_tiny.yaml",
+            {"type": "cav_mae_sync", "num_frames": 10, "image_size": 32},
+            "--model cav_mae --image-size 32",
+        ),
     ],
 )
 def test_the_prepare_fix_follows_the_model_inputs_and_the_dataset_config(tmp_path, model_recipe, data, command):
