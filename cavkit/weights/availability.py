@@ -18,12 +18,20 @@ def _published_hint(uri: str) -> str:
     base = uri.rstrip("/").rsplit("/", 1)[-1]
     stem = base.rsplit(".", 1)[0].lower()
     for entry in PUBLISHED:
-        if (entry.filename and entry.filename.lower() == base.lower()) or entry.name == stem:
-            hint = (
-                f"this is the published '{entry.name}' ({entry.filename or 'see `cavkit weights list -v`'}): "
-                f"add it to the cache with `cavkit weights get {entry.name} --file DOWNLOADED_FILE` and use "
-                f"weights:{entry.name}, or place the file at {uri}"
-            )
+        # a bare number (the ablation files 50.pth, 65.pth, 85.pth) is too generic to name a published file
+        by_file = entry.filename and entry.filename.lower() == base.lower() and not stem.isdigit()
+        if by_file or entry.name == stem:
+            published = f"this is the published '{entry.name}' ({entry.filename or 'see `cavkit weights list -v`'})"
+            if entry.urls:
+                hint = (
+                    f"{published}: use weights:{entry.name} (downloaded into the cache on first use; "
+                    f"`cavkit weights get {entry.name}` fetches it now), or place the file at {uri}"
+                )
+            else:
+                hint = (
+                    f"{published}: add it to the cache with `cavkit weights get {entry.name} --file "
+                    f"DOWNLOADED_FILE` and use weights:{entry.name}, or place the file at {uri}"
+                )
             if entry.name == "in-initial":
                 hint += "; or build it from timm with timm:vit_base_patch16_224.mae (spec §4.7)"
             return hint

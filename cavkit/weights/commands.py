@@ -14,34 +14,48 @@ def weights_group() -> None:
 
 
 @weights_group.command("list")
-@click.option("-v", "--verbose", is_flag=True, help="Also show file, model, source, licence and citation.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also show file, model, URLs, hash, notes, source, licence and citation."
+)
 def weights_list(verbose: bool) -> None:
     """List the registered checkpoints and whether each is in the cache."""
     from cavkit.weights import cache
     from cavkit.weights.resolve import entries
 
     click.echo(f"cache: {cache.weights_dir()}")
-    for entry in entries(get_plugin_host()):
+    listed = entries(get_plugin_host())
+    width = max([24, *(len(entry.name) for entry in listed)])
+    for entry in listed:
         path = cache.path_for_entry(entry, entry.urls[0] if entry.urls else None)
         state = "cached" if path.is_file() else ("download" if entry.urls else "no URL")
-        click.echo(f"  {entry.name:<24} {state:<9} {entry.summary}")
+        click.echo(f"  {entry.name:<{width}} {state:<9} {entry.summary}")
         if verbose:
-            sha = entry.sha256 or "not published (recorded at first fetch)"
-            size = f"{entry.size} bytes" if entry.size else "unknown"
-            for label, value in (
-                ("file", entry.filename or "(name not recorded)"),
-                ("loads into", entry.model),
-                ("state-dict keys", entry.keys),
-                ("urls", ", ".join(entry.urls) or "none recorded"),
-                ("sha256", sha),
-                ("size", size),
-                ("source", entry.source),
-                ("licence", entry.licence),
-                ("cite", entry.citation),
-            ):
+            for label, value in _details(entry):
                 click.echo(f"      {label}: {value}")
             if path.is_file():
                 click.echo(f"      cached at: {path}")
+
+
+def _details(entry) -> list[tuple[str, object]]:
+    """The ``label: value`` lines ``cavkit weights list -v`` shows for ``entry``."""
+    import yaml
+
+    config = entry.config and yaml.safe_dump(dict(entry.config), default_flow_style=True, sort_keys=False).strip()
+    lines = [
+        ("file", entry.filename or "(name not recorded)"),
+        ("loads into", entry.model),
+        ("recipe model", config or "not stated"),
+        ("state-dict keys", entry.keys),
+        ("urls", ", ".join(entry.urls) or "none recorded"),
+        *(("mirror (by hand)", mirror) for mirror in entry.mirrors),
+        ("sha256", entry.sha256 or "not published (recorded at first fetch)"),
+        ("size", f"{entry.size} bytes" if entry.size else "unknown"),
+        ("notes", entry.notes),
+        ("source", entry.source),
+        ("licence", entry.licence),
+        ("cite", entry.citation),
+    ]
+    return [(label, value) for label, value in lines if label != "notes" or value]
 
 
 @weights_group.command("get")
@@ -69,7 +83,11 @@ def weights_get(ref: str, file: str | None, url: str | None, force: bool) -> Non
     from cavkit.weights.cache import read_record
 
     record = read_record(path)
-    pinned = "checked against the published hash" if record and record.pinned else "hash recorded"
+    pinned = (
+        "checked against the published hash"
+        if record and record.pinned
+        else "not pinned: recorded at first fetch, checked on every later use"
+    )
     click.echo(f"{path}  (sha256 {record.sha256 if record else '?'}, {pinned})", err=True)
     click.echo(str(path))
 

@@ -31,7 +31,8 @@ def test_the_shipped_sync_recipe_on_a_fresh_machine_lists_everything_at_once(tmp
     assert err.count("`cavkit prepare VIDEOS --out DIR --model cav_mae_sync") == 3
     assert "data.train.label_csv, data.val.label_csv: data/audioset/class_labels_indices.csv does not exist" in err
     assert "trainer.init: checkpoint pretrained/IN-initial.pth does not exist" in err
-    assert "`cavkit weights get in-initial --file DOWNLOADED_FILE`" in err
+    assert "this is the published 'in-initial' (IN-initial.pth): use weights:in-initial" in err
+    assert "`cavkit weights get in-initial` fetches it now" in err
     assert "timm:vit_base_patch16_224.mae" in err
     if not torch.cuda.is_available():
         assert "trainer.precision: fp16 needs a CUDA device" in err
@@ -167,3 +168,13 @@ def test_a_published_name_with_a_download_url_passes_without_touching_the_networ
     offline = run_cli(["recipe", "check", recipe, "--inputs", "quick"])
     assert offline.exit_code == 2
     assert "trainer.init: weights:cav-mae-scale++ is not in the cache and CAVKIT_OFFLINE is set" in offline.stderr
+
+
+def test_a_missing_published_file_is_recognised_by_its_name_but_not_by_a_bare_number():
+    from cavkit.weights.availability import checkpoint_problems
+
+    ((problem, fix),) = checkpoint_problems("ckpt/as_46.6.pth", exists=lambda _: False)
+    assert problem == "checkpoint ckpt/as_46.6.pth does not exist"
+    assert fix.startswith("this is the published 'cav-mae-as2m-audio' (as_46.6.pth): use weights:cav-mae-as2m-audio")
+    ((_, fix),) = checkpoint_problems("runs/x/50.pth", exists=lambda _: False)  # also an ablation file's name
+    assert fix == "give an existing checkpoint, weights:NAME (`cavkit weights list`) or an http(s) URL"

@@ -170,7 +170,10 @@ def test_a_built_in_entry_without_a_published_hash_downloads_records_and_says_so
     assert path == weights_cache / "weights" / "cav-mae-base" / "cav-mae-base.pth" and path.read_bytes() == data
     record = cache.read_record(path)
     assert record.sha256 == sha and not record.pinned
-    assert f"cavkit: cav-mae-base: no published SHA-256 to check the download against (not pinned); recorded sha256 {sha}" in got.stderr
+    assert (
+        f"cavkit: cav-mae-base: no published SHA-256 to check the download against (not pinned); recorded sha256 {sha}"
+        in got.stderr
+    )
     assert f"sha256 {sha}, not pinned" in got.stderr
     monkeypatch.setenv("CAVKIT_OFFLINE", "1")  # from now on the recorded hash is what the file is checked against
     model = load_model("weights:cav-mae-base", overrides=["encoder.num_heads=2", "decoder.num_heads=2"])
