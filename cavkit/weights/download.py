@@ -164,7 +164,10 @@ def download(
         if exc.code == 416 and offset:  # nothing left to send: the .part may already be complete
             total = re.search(r"/(\d+)$", exc.headers.get("Content-Range") or "")
             if total and int(total.group(1)) == offset:
-                return _finish(url, dest, _hash_existing(part, offset), offset, expected_sha256, expected_size)
+                record = _finish(url, dest, _hash_existing(part, offset), offset, expected_sha256, expected_size)
+                if expected_sha256 is None:
+                    _note_unpinned(record, dest, label)
+                return record
             _discard_part(dest)
             return download(
                 url,
