@@ -18,7 +18,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_shipped_sync_recipe_on_a_fresh_machine_lists_everything_at_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing prepared, nothing downloaded
+    monkeypatch.setenv("CAVKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CAVKIT_OFFLINE", "1")  # online, weights:in-initial would be fetched at the start of training
     result = run_cli(["train", str(REPO / "recipes" / "sync_pretrain.yaml")])
+    assert result.exit_code == 2
+    err = result.stderr
+    assert "Traceback" not in err and "6 problems before training (nothing was started)" in err
+    assert "trainer.init: weights:in-initial is not in the cache and CAVKIT_OFFLINE is set" in err
+    assert "`cavkit weights get in-initial` on a machine with network access" in err
+    assert err.count("`cavkit prepare VIDEOS --out DIR --model cav_mae_sync") == 3
+    assert not (tmp_path / "runs").exists()  # nothing was started
+
+
+def test_a_local_copy_of_a_published_file_that_is_missing_names_its_weights_entry(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(["train", str(REPO / "recipes" / "sync_pretrain.yaml"), "--set", "trainer.init=pretrained/IN-initial.pth"])
     assert result.exit_code == 2
     err = result.stderr
     assert "Traceback" not in err and "problems before training (nothing was started)" in err
