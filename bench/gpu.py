@@ -72,7 +72,7 @@ def synchronize(device: torch.device) -> None:
 
 def build_model(name: str, attn_impl: str, device: torch.device, tiny: bool) -> torch.nn.Module:
     """The registered model ``name`` at full size (or :data:`TINY_MODEL`), seeded identically."""
-    from cavkit.checkpoints.load import build_model_node
+    from cavkit.checkpoints.build import build_model_node
     from cavkit.nn.blocks import set_attn_impl
 
     torch.manual_seed(0)

@@ -32,7 +32,7 @@ import time
 
 import torch
 
-from cavkit.checkpoints.load import build_model_node
+from cavkit.checkpoints.build import build_model_node
 from cavkit.nn.blocks import set_attn_impl
 from cavkit.objectives.infonce import InfoNCE, SyncContrastive
 from cavkit.objectives.mae import MAELoss

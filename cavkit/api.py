@@ -20,7 +20,8 @@ classifier returns logits from ``model(fbank, image).logits``.
 from __future__ import annotations
 
 from cavkit.checkpoints.convert import convert
-from cavkit.checkpoints.load import init_from_checkpoint, load_model, read_checkpoint
+from cavkit.checkpoints.load import init_from_checkpoint, load_model
+from cavkit.checkpoints.read import read_checkpoint
 from cavkit.interfaces import Embeddings, ModelOutput
 
 __all__ = ["Embeddings", "ModelOutput", "convert", "init_from_checkpoint", "load_model", "read_checkpoint"]

@@ -17,11 +17,14 @@ import torch
 import yaml
 
 from cavkit.checkpoints import keys as K
-from cavkit.checkpoints.load import CAVKIT_FORMAT, load_model, read_checkpoint
+from cavkit.checkpoints.load import load_model
+from cavkit.checkpoints.read import read_checkpoint
 from cavkit.config import unstructure
 from cavkit.errors import UsageError
 from cavkit.io import write_bytes_atomic
 from cavkit.models.inputs import input_metadata
+
+CAVKIT_FORMAT = "cavkit.model"  # the ``format`` metadata of a cavkit .safetensors weights file
 
 
 def model_recipe_text(model: torch.nn.Module) -> str:
@@ -58,7 +61,7 @@ def convert(src: str, dst: str, *, target: str = "auto", overrides: Iterable[str
     """Convert ``src`` to ``dst``; ``target`` is ``cavkit``, ``upstream`` or ``auto`` (the other layout).
 
     ``host``: the plugin host that validates the model and names ``weights:`` entries (see
-    :func:`cavkit.checkpoints.load.plugin_host`).
+    :func:`cavkit.checkpoints.build.plugin_host`).
 
     :returns: the URIs written.
     """

@@ -67,12 +67,12 @@ def parse_timm_ref(uri: str) -> tuple[str, str | None]:
 
 def timm_state_dict(name: str, file: str | None, *, host: Any = None) -> dict[str, torch.Tensor]:
     """The state dict of timm model ``name`` with its pretrained weights (from ``file`` if given;
-    ``host`` names ``weights:`` entries, see :func:`cavkit.checkpoints.load.plugin_host`)."""
+    ``host`` names ``weights:`` entries, see :func:`cavkit.checkpoints.build.plugin_host`)."""
     import timm
 
     kwargs: dict = {"pretrained": True, "num_classes": 0}
     if file is not None:
-        from cavkit.checkpoints.load import plugin_host
+        from cavkit.checkpoints.build import plugin_host
         from cavkit.weights.resolve import resolve_checkpoint_uri
 
         local = resolve_checkpoint_uri(file, plugin_host(host) if file.startswith("weights:") else None)

@@ -47,7 +47,7 @@ def save_object(obj: Any, uri: str) -> None:
 
 def load_object(uri: str) -> Any:
     """``torch.load`` a checkpoint file with ``weights_only=True`` (CPU tensors)."""
-    from cavkit.checkpoints.load import read_checkpoint_bytes
+    from cavkit.checkpoints.read import read_checkpoint_bytes
 
     data = read_checkpoint_bytes(uri)
     try:

@@ -62,7 +62,7 @@ class RunFacts:
     world_size: int
     global_batch: int
     #: the model's input declaration (:meth:`cavkit.models.inputs.InputSpec.to_json`), ``None`` when unknown;
-    #: :func:`cavkit.checkpoints.load.read_checkpoint` prefers it to deriving one from the recipe
+    #: :func:`cavkit.checkpoints.read.read_checkpoint` prefers it to deriving one from the recipe
     inputs: str | None = None
 
 

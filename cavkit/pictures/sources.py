@@ -57,7 +57,7 @@ def require_pixel_targets(uri: str, declared: bool, *, host: "PluginHost") -> st
     :raises UsageError: a norm-pix checkpoint, a model never trained with ``mae``, or an unrecorded
         one without the flag.
     """
-    from cavkit.checkpoints.load import stored_recipe_text
+    from cavkit.checkpoints.read import stored_recipe_text
 
     norm_pix = recipe_norm_pix(stored_recipe_text(uri, host=host))
     if norm_pix is None:

@@ -154,7 +154,7 @@ def read_recipe_text(uri: str, *, regular_file: bool = False) -> str:
     """At most :data:`MAX_RECIPE_BYTES` of UTF-8 text; ``regular_file`` refuses devices, pipes and folders.
 
     The one reader of recipe files, also of the ``<name>.yaml`` recipe beside a checkpoint
-    (:mod:`cavkit.checkpoints.load`). Parse the text with :func:`parse_yaml` (its limits).
+    (:mod:`cavkit.checkpoints.stored`). Parse the text with :func:`parse_yaml` (its limits).
 
     :raises UsageError: missing, a folder, not a regular file, not UTF-8, unreadable or too large.
     """

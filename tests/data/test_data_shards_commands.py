@@ -24,7 +24,7 @@ DATA = ["--dataset-type", "shards", "--data", "image_size=32"]
 def tiny_weights(tmp_path_factory) -> str:
     """Random weights of a tiny CAV-MAE Sync model in the cavkit format (recipe in the metadata)."""
     from cavkit.checkpoints.convert import cavkit_bytes
-    from cavkit.checkpoints.load import build_model_node
+    from cavkit.checkpoints.build import build_model_node
     from cavkit.plugins import get_plugin_host
 
     node = build_model_node(

@@ -83,7 +83,8 @@ def test_reconstruction_images_and_scalars_reach_tensorboard(tmp_path: Path) -> 
 def test_training_checkpoints_store_the_input_declaration_and_loading_prefers_it(tmp_path: Path) -> None:
     import attrs
 
-    from cavkit.checkpoints.load import load_model, read_checkpoint
+    from cavkit.checkpoints.load import load_model
+    from cavkit.checkpoints.read import read_checkpoint
     from cavkit.models.inputs import InputSpec, derive_input_spec, input_spec_of
 
     trainer = trainer_for("sync_tiny", tmp_path / "run", "trainer.max_steps=2")

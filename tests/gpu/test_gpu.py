@@ -87,7 +87,7 @@ def test_mixed_precision_step_matches_fp32(tmp_path: Path, model: str, precision
 
 
 def _full_size_loss_and_grads(name: str, attn: str, dtype: torch.dtype | None, reference=None):
-    from cavkit.checkpoints.load import build_model_node
+    from cavkit.checkpoints.build import build_model_node
     from cavkit.nn.blocks import set_attn_impl
     from cavkit.objectives.infonce import InfoNCE, SyncContrastive
     from cavkit.objectives.mae import MAELoss

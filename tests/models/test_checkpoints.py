@@ -8,8 +8,10 @@ import pytest
 import torch
 from model_helpers import TINY_HEADS, fixture_tensors
 
+from cavkit.checkpoints.build import build_model_node
 from cavkit.checkpoints.convert import convert, upstream_state_dict
-from cavkit.checkpoints.load import build_model_node, init_from_checkpoint, load_model, read_checkpoint
+from cavkit.checkpoints.load import init_from_checkpoint, load_model
+from cavkit.checkpoints.read import read_checkpoint
 from cavkit.errors import CheckpointError, UsageError
 from cavkit.testing import run_cli
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cavkit.checkpoints.load import build_model_node
+from cavkit.checkpoints.build import build_model_node
 from cavkit.config import unstructure
 from cavkit.errors import UsageError
 from cavkit.interfaces import ModelOutput

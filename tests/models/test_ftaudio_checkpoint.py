@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from cavkit.checkpoints import keys as K
+from cavkit.checkpoints.build import build_model_node
 from cavkit.checkpoints.convert import upstream_state_dict
-from cavkit.checkpoints.load import build_model_node, init_from_checkpoint, load_model
+from cavkit.checkpoints.load import init_from_checkpoint, load_model
 from cavkit.testing import run_cli
 
 REFERENCE_DATA = (Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "reference" / "data").resolve()
