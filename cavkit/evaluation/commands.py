@@ -10,36 +10,67 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 import click
 
-from cavkit.cli_options import (
-    batch_size_option,
-    checkpoint_option,
-    data_params_option,
-    datafile_option,
-    dataset_type_option,
-    device_option,
-    embedding_option,
-    num_workers_option,
-    precision_option,
-    set_option,
-)
+from cavkit import cli_options as opts
 from cavkit.errors import UsageError
-from cavkit.option_values import key_values
 from cavkit.plugins import get_plugin_host
 
-_DEVICE = device_option()
-_PRECISION = precision_option(help="autocast precision of the forward passes (upstream retrieval runs fp16 on GPU)")
-_BATCH = batch_size_option()
-_WORKERS = num_workers_option()
-_CHECKPOINT = checkpoint_option(help="model checkpoint (cavkit run/checkpoint or an official .pth)")
-_DATAFILE = datafile_option(help="datafile JSON of the evaluation clips (instead of the recipe's data.eval)")
-_DATASET_TYPE = dataset_type_option(
-    help="dataset component for --datafile (default: from the model's declared inputs: cav_mae_sync for "
-    "per-frame segments, else cav_mae)"
+
+@attrs.frozen
+class EvalInputs:
+    """What every eval command reads: the recipe (parsed, or ``None``), the checkpoint and the clips
+    (a :class:`cavkit.evaluation.sources.DataSource`)."""
+
+    recipe: Any
+    checkpoint: str | None
+    source: Any
+
+
+def _eval_inputs(recipe, checkpoint, datafile, dataset_type, data_params, overrides) -> EvalInputs:
+    from cavkit.evaluation.sources import DataSource, recipe_data
+    from cavkit.option_values import key_values
+
+    if recipe is None and overrides:
+        raise UsageError("--set needs a recipe")
+    parsed = None
+    if recipe is not None:
+        from cavkit.recipe import load_recipe
+
+        parsed = load_recipe(recipe, overrides, host=get_plugin_host())
+    source = DataSource(
+        datafile=datafile,
+        dataset_type=dataset_type,
+        params=key_values(data_params, "--data"),
+        recipe_node=recipe_data(parsed, "eval"),
+    )
+    return EvalInputs(recipe=parsed, checkpoint=checkpoint, source=source)
+
+
+_INPUTS = opts.grouped(
+    "inputs",
+    _eval_inputs,
+    click.argument("recipe", required=False),
+    opts.checkpoint_option(help="model checkpoint (cavkit run/checkpoint or an official .pth)"),
+    opts.datafile_option(help="datafile JSON of the evaluation clips (instead of the recipe's data.eval)"),
+    opts.dataset_type_option(
+        help="dataset component for --datafile (default: from the model's declared inputs: cav_mae_sync for "
+        "per-frame segments, else cav_mae)"
+    ),
+    opts.data_params_option(help="extra dataset parameter (repeatable), e.g. --data label_csv=labels.csv"),
+    opts.set_option(),
 )
-_DATA_PARAMS = data_params_option(help="extra dataset parameter (repeatable), e.g. --data label_csv=labels.csv")
-_SET = set_option()
+#: DataLoader and device settings, passed on as ``runtime`` (keyword arguments of the job options)
+_RUNTIME = opts.grouped(
+    "runtime",
+    dict,
+    opts.batch_size_option(),
+    opts.num_workers_option(),
+    opts.device_option(),
+    opts.precision_option(help="autocast precision of the forward passes (upstream retrieval runs fp16 on GPU)"),
+)
+_JSON = click.option("--json", "json_uri", help="write the metrics as JSON here")
 
 
 @click.group("eval")
@@ -47,40 +78,16 @@ def eval_group() -> None:
     """Evaluate a model: zero-shot retrieval and classification (spec §7.1, §8)."""
 
 
-def _load_recipe(recipe: str | None, overrides: tuple[str, ...]):
-    if recipe is None:
-        if overrides:
-            raise UsageError("--set needs a recipe")
-        return None
-    from cavkit.recipe import load_recipe
-
-    return load_recipe(recipe, overrides, host=get_plugin_host())
-
-
-def _source(parsed, datafile, dataset_type, data_params, role: str = "eval"):
-    from cavkit.evaluation.sources import DataSource, recipe_data
-
-    return DataSource(
-        datafile=datafile,
-        dataset_type=dataset_type,
-        params=key_values(data_params, "--data"),
-        recipe_node=recipe_data(parsed, role),
-    )
-
-
 def _write_json(uri: str, data: dict[str, Any]) -> None:
     from cavkit.io import write_bytes_atomic
 
     write_bytes_atomic(uri, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    click.echo(f"wrote {uri}")
 
 
 # -- cavkit eval retrieval -----------------------------------------------------------------------
 @eval_group.command("retrieval")
-@click.argument("recipe", required=False)
-@_CHECKPOINT
-@_DATAFILE
-@_DATASET_TYPE
-@_DATA_PARAMS
+@_INPUTS
 @click.option("--features", "features_uri", help="reuse embeddings written by --save-features (no model, no data)")
 @click.option("--save-features", help="write the extracted embeddings (safetensors) for later runs")
 @click.option(
@@ -95,36 +102,27 @@ def _write_json(uri: str, data: dict[str, Any]) -> None:
     "--directions", default="both", show_default=True, help="audio (audio->visual), video (visual->audio) or both"
 )
 @click.option("--samples", type=click.IntRange(1), help="use only the first N clips (upstream --nums_samples)")
-@click.option(
+@opts.choice_option(
     "--tie-mode",
-    type=click.Choice(["strict", "upstream"]),
+    choices=["strict", "upstream"],
     default="strict",
-    show_default=True,
     help="strict: a tie counts against the query; upstream: the published compute_metrics",
 )
-@embedding_option()
+@opts.embedding_option()
 @click.option(
     "--index",
     "use_index",
     is_flag=True,
     help="rank with a FAISS index (pip install faiss-cpu) instead of exact matrices",
 )
-@click.option("--json", "json_uri", help="write the metrics as JSON here")
+@_JSON
 @click.option("--gallery", help="write the top matches of the first queries as .html or .png")
 @click.option(
     "--gallery-queries", default=8, show_default=True, type=click.IntRange(1), help="queries shown in the gallery"
 )
-@_BATCH
-@_WORKERS
-@_DEVICE
-@_PRECISION
-@_SET
+@_RUNTIME
 def retrieval_command(
-    recipe,
-    checkpoint,
-    datafile,
-    dataset_type,
-    data_params,
+    inputs,
     features_uri,
     save_features,
     strategies,
@@ -136,11 +134,7 @@ def retrieval_command(
     json_uri,
     gallery,
     gallery_queries,
-    batch_size,
-    num_workers,
-    device,
-    precision,
-    overrides,
+    runtime,
 ) -> None:
     """Zero-shot audio<->visual retrieval: R@1/5/10, median and mean rank (spec §8).
 
@@ -149,10 +143,9 @@ def retrieval_command(
     from cavkit.evaluation.retrieval import results_json, results_table
     from cavkit.evaluation.retrieval_job import RetrievalOptions, run_retrieval
 
-    parsed = _load_recipe(recipe, overrides)
     options = RetrievalOptions(
-        checkpoint=checkpoint,
-        source=_source(parsed, datafile, dataset_type, data_params),
+        checkpoint=inputs.checkpoint,
+        source=inputs.source,
         features_uri=features_uri,
         strategies=tuple(strategies),
         directions=directions,
@@ -161,12 +154,9 @@ def retrieval_command(
         embedding=embedding,
         use_index=use_index,
         top_k=5 if gallery else 0,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        precision=precision,
+        **runtime,
     )
-    run = run_retrieval(options, host=get_plugin_host(), recipe=parsed)
+    run = run_retrieval(options, host=get_plugin_host(), recipe=inputs.recipe)
     features, results = run.features, run.results
     if save_features:
         features.save(save_features)
@@ -184,11 +174,10 @@ def retrieval_command(
                 dim=d,
                 tie_mode="index" if use_index else tie_mode,
                 embedding=features.embedding,
-                checkpoint=checkpoint,
+                checkpoint=inputs.checkpoint,
                 features=features_uri,
             ),
         )
-        click.echo(f"wrote {json_uri}")
     if gallery:
         from cavkit.evaluation.gallery import write_gallery
 
@@ -204,12 +193,41 @@ def retrieval_command(
 # -- cavkit eval classify ------------------------------------------------------------------------
 
 
+def _knn_options(k, **values) -> Any:
+    """:class:`~cavkit.evaluation.classify_job.KnnOptions`, or ``None`` without ``--knn``."""
+    from cavkit.evaluation.classify_job import KnnOptions
+
+    return KnnOptions(k=k, **values) if k else None
+
+
+#: ``cavkit eval classify --knn K`` and the options it reads, passed on as ``knn`` (``None``: the head)
+_KNN = opts.grouped(
+    "knn",
+    _knn_options,
+    click.option(
+        "--knn",
+        "k",
+        type=click.IntRange(1),
+        help="kNN on frozen embeddings with K neighbours instead of the classifier head",
+    ),
+    click.option("--train-datafile", help="kNN: the clips that vote (default: the recipe's data.train)"),
+    click.option(
+        "--train-features",
+        help="kNN: reuse embeddings of the voting clips (from cavkit eval retrieval --save-features)",
+    ),
+    click.option("--features", "features_uri", help="kNN: reuse embeddings of the evaluation clips"),
+    opts.choice_option(
+        "--embedding-modality",
+        "modality",
+        choices=["audio", "visual", "both"],
+        default="both",
+        help="kNN: which embeddings vote (both: concatenation of the two)",
+    ),
+)
+
+
 @eval_group.command("classify")
-@click.argument("recipe", required=False)
-@_CHECKPOINT
-@_DATAFILE
-@_DATASET_TYPE
-@_DATA_PARAMS
+@_INPUTS
 @click.option(
     "--mode",
     "modes",
@@ -222,100 +240,48 @@ def retrieval_command(
     help="multi-frame evaluation: frame indices to average, e.g. 0-9 or 2,5 (spec §7.1); "
     "default: the dataset's eval frame",
 )
-@click.option(
+@opts.choice_option(
     "--activation",
-    type=click.Choice(["auto", "sigmoid", "softmax"]),
+    choices=["auto", "sigmoid", "softmax"],
     default="auto",
-    show_default=True,
     help="sigmoid (multi-label, mAP) or softmax (single-label, accuracy); auto: from the labels",
 )
-@click.option(
-    "--knn",
-    "knn_k",
-    type=click.IntRange(1),
-    help="kNN on frozen embeddings with K neighbours instead of the classifier head",
-)
-@click.option("--train-datafile", help="kNN: the clips that vote (default: the recipe's data.train)")
-@click.option(
-    "--train-features", help="kNN: reuse embeddings of the voting clips (from cavkit eval retrieval --save-features)"
-)
-@click.option("--features", "features_uri", help="kNN: reuse embeddings of the evaluation clips")
-@click.option(
-    "--embedding-modality",
-    type=click.Choice(["audio", "visual", "both"]),
-    default="both",
-    show_default=True,
-    help="kNN: which embeddings vote (both: concatenation of the two)",
-)
-@embedding_option()
+@_KNN
+@opts.embedding_option()
 @click.option("--samples", type=click.IntRange(1), help="use only the first N evaluation clips")
-@click.option("--json", "json_uri", help="write the metrics as JSON here")
-@_BATCH
-@_WORKERS
-@_DEVICE
-@_PRECISION
-@_SET
+@_JSON
+@_RUNTIME
 def classify_command(
-    recipe,
-    checkpoint,
-    datafile,
-    dataset_type,
-    data_params,
+    inputs,
     modes,
     frames,
     activation,
-    knn_k,
-    train_datafile,
-    train_features,
-    features_uri,
-    embedding_modality,
+    knn,
     embedding,
     samples,
     json_uri,
-    batch_size,
-    num_workers,
-    device,
-    precision,
-    overrides,
+    runtime,
 ) -> None:
     """Classification: mAP (multi-label), accuracy (single-label), AUC and d-prime (spec §7.1)."""
-    from cavkit.evaluation.classify_job import (
-        ClassifyOptions,
-        KnnOptions,
-        classification_table,
-        classify_heads,
-        knn_classify,
-    )
+    from cavkit.evaluation.classify_job import ClassifyOptions, classification_table, classify_heads, knn_classify
 
-    parsed = _load_recipe(recipe, overrides)
     options = ClassifyOptions(
-        checkpoint=checkpoint,
-        source=_source(parsed, datafile, dataset_type, data_params),
+        checkpoint=inputs.checkpoint,
+        source=inputs.source,
         modes=tuple(modes),
         frames=frames,
         activation=activation,
         embedding=embedding,
         samples=samples,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        precision=precision,
+        **runtime,
     )
-    report: dict[str, Any] = {"checkpoint": checkpoint}
-    if knn_k:
-        knn = KnnOptions(
-            k=knn_k,
-            train_datafile=train_datafile,
-            train_features=train_features,
-            features_uri=features_uri,
-            modality=embedding_modality,
-        )
-        report["knn"] = knn_classify(options, knn, host=get_plugin_host(), recipe=parsed)
-        rows = {f"knn k={knn_k} ({embedding_modality})": report["knn"]}
+    report: dict[str, Any] = {"checkpoint": inputs.checkpoint}
+    if knn is not None:
+        report["knn"] = knn_classify(options, knn, host=get_plugin_host(), recipe=inputs.recipe)
+        rows = {f"knn k={knn.k} ({knn.modality})": report["knn"]}
     else:
-        report["modes"] = classify_heads(options, host=get_plugin_host(), recipe=parsed)
+        report["modes"] = classify_heads(options, host=get_plugin_host(), recipe=inputs.recipe)
         rows = report["modes"]
     click.echo(classification_table(rows))
     if json_uri:
         _write_json(json_uri, report)
-        click.echo(f"wrote {json_uri}")

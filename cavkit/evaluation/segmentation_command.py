@@ -11,6 +11,7 @@ import json
 import click
 
 from cavkit.cli_options import (
+    centre_option,
     checkpoint_option,
     data_params_option,
     device_option,
@@ -33,11 +34,7 @@ from cavkit.errors import UsageError
     help="dataset component giving audio, image and object_mask items",
 )
 @data_params_option(help="dataset parameter (repeatable), e.g. --data pad_audio=true")
-@click.option(
-    "--centre",
-    type=click.Choice(["audio", "none"]),
-    default="audio",
-    show_default=True,
+@centre_option(
     help="audio: subtract the mean audio embedding of the set before the cosine (as `cavkit localize`); "
     "none: plain cosine",
 )

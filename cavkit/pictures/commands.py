@@ -8,68 +8,86 @@ from :mod:`cavkit.cli_options`). torch and matplotlib are imported only inside c
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import attrs
 import click
 
-from cavkit.cli_options import (
-    checkpoint_option,
-    data_params_option,
-    datafile_option,
-    dataset_type_option,
-    device_option,
-    embedding_option,
-    precision_option,
-    set_option,
-)
+from cavkit import cli_options as opts
 from cavkit.devices import autocast_dtype, resolve_device
 from cavkit.errors import UsageError
 from cavkit.option_values import key_values
 from cavkit.plugins import get_plugin_host
 
-_CLIPS = click.option(
-    "--clip",
-    "clip_ids",
-    multiple=True,
-    metavar="ID",
-    help="clip id to draw (repeatable; default: the first --num-clips)",
+
+@attrs.frozen
+class PictureInputs:
+    """The model and clips a picture command reads: ``--checkpoint``, ``--datafile``, ``--dataset-type``,
+    ``--data`` (the eval commands' data options), ``--set`` and ``--device``."""
+
+    checkpoint: str
+    datafile: str | None
+    dataset_type: str | None
+    data_params: tuple[str, ...]
+    model_overrides: tuple[str, ...]
+    device: str
+
+    def load_model(self, host: Any) -> tuple[Any, Any]:
+        """``(model in eval mode, torch device it is on)``, validated against ``host``'s registry."""
+        from cavkit.pictures.sources import load_picture_model
+
+        dev = resolve_device(self.device)
+        return load_picture_model(self.checkpoint, dev, self.model_overrides, host=host), dev
+
+    def dataset(self, model: Any, mode: str) -> Any:
+        """The clips for ``model`` in dataset ``mode`` (``eval``: one frame; ``retrieval``: every frame)."""
+        from cavkit.pictures.sources import open_dataset
+
+        if self.datafile is None and self.dataset_type is None:
+            raise UsageError("give the clips: --datafile FILE.json (or --dataset-type NAME with --data KEY=VALUE)")
+        return open_dataset(
+            model,
+            host=get_plugin_host(),
+            datafile=self.datafile,
+            dataset_type=self.dataset_type,
+            data_params=key_values(self.data_params, "--data"),
+            mode=mode,
+        )
+
+
+_INPUTS = opts.grouped(
+    "inputs",
+    PictureInputs,
+    opts.checkpoint_option(required=True),
+    opts.datafile_option(),
+    opts.dataset_type_option(),
+    opts.data_params_option(help="dataset parameter (repeatable), e.g. --data num_clips=8"),
+    opts.set_option(
+        "model_overrides",
+        help="model setting a checkpoint does not record (repeatable), e.g. --set encoder.num_heads=2",
+    ),
+    opts.device_option(),
 )
-_NUM_CLIPS = click.option(
-    "--num-clips", default=4, show_default=True, type=click.IntRange(1), help="clips to draw when no --clip is given"
+#: which clips to draw, passed on as ``pick = (clip ids, how many)`` for :func:`~cavkit.pictures.sources.select_items`
+_PICK = opts.grouped(
+    "pick",
+    lambda clip_ids, num_clips: (clip_ids, num_clips),
+    click.option(
+        "--clip",
+        "clip_ids",
+        multiple=True,
+        metavar="ID",
+        help="clip id to draw (repeatable; default: the first --num-clips)",
+    ),
+    click.option(
+        "--num-clips",
+        default=4,
+        show_default=True,
+        type=click.IntRange(1),
+        help="clips to draw when no --clip is given",
+    ),
 )
 _OUT_DIR = click.option("--out", "out_dir", required=True, help="output folder (any fsspec URI)")
-
-
-def _data_options(command):
-    """``--checkpoint``, ``--datafile``, ``--dataset-type`` and ``--data`` (shared with ``cavkit eval``)."""
-    for option in (
-        data_params_option(help="dataset parameter (repeatable), e.g. --data num_clips=8"),
-        dataset_type_option(),
-        datafile_option(),
-        checkpoint_option(required=True),
-    ):
-        command = option(command)
-    return command
-
-
-_SET = set_option(
-    "model_overrides",
-    help="model setting a checkpoint does not record (repeatable), e.g. --set encoder.num_heads=2",
-)
-
-
-def _dataset(model, datafile, dataset_type, data_params, mode):
-    from cavkit.pictures.sources import open_dataset
-
-    if datafile is None and dataset_type is None:
-        raise UsageError("give the clips: --datafile FILE.json (or --dataset-type NAME with --data KEY=VALUE)")
-    return open_dataset(
-        model,
-        host=get_plugin_host(),
-        datafile=datafile,
-        dataset_type=dataset_type,
-        data_params=key_values(data_params, "--data"),
-        mode=mode,
-    )
 
 
 def _ratio(text: str) -> float:
@@ -81,9 +99,8 @@ def _ratio(text: str) -> float:
 
 # -- inpaint --------------------------------------------------------------------------------------
 @click.command("inpaint")
-@_data_options
-@_CLIPS
-@_NUM_CLIPS
+@_INPUTS
+@_PICK
 @click.option(
     "--ratio", "ratios", multiple=True, default=("0.75",), show_default=True, help="audio masking ratio (repeatable)"
 )
@@ -107,30 +124,12 @@ def _ratio(text: str) -> float:
 @click.option(
     "--arrays", is_flag=True, help="also write <name>.npz with the original, masked and reconstructed tensors and masks"
 )
-@_SET
-@device_option()
 @_OUT_DIR
-def inpaint_command(
-    checkpoint,
-    datafile,
-    dataset_type,
-    data_params,
-    clip_ids,
-    num_clips,
-    ratios,
-    visual_ratio,
-    modes,
-    seed,
-    pixel_targets,
-    arrays,
-    model_overrides,
-    device,
-    out_dir,
-):
+def inpaint_command(inputs, pick, ratios, visual_ratio, modes, seed, pixel_targets, arrays, out_dir):
     """Reconstruct masked clips: one PNG per clip, ratio and mode with the original, masked and
     reconstructed image and spectrogram (spec §9.1). Needs a model trained with norm_pix_loss false."""
     from cavkit.pictures.inpaint_job import InpaintOptions, inpaint_clips
-    from cavkit.pictures.sources import load_picture_model, require_pixel_targets, select_items
+    from cavkit.pictures.sources import require_pixel_targets, select_items
 
     options = InpaintOptions(
         modes=tuple(modes),
@@ -140,12 +139,10 @@ def inpaint_command(
         arrays=arrays,
     )
     host = get_plugin_host()
-    how = require_pixel_targets(checkpoint, pixel_targets, host=host)
+    how = require_pixel_targets(inputs.checkpoint, pixel_targets, host=host)
     click.echo(f"pixel targets: {how}", err=True)
-    dev = resolve_device(device)
-    model = load_picture_model(checkpoint, dev, model_overrides, host=host)
-    dataset = _dataset(model, datafile, dataset_type, data_params, mode="eval")
-    items = select_items(dataset, clip_ids, num_clips)
+    model, dev = inputs.load_model(host)
+    items = select_items(inputs.dataset(model, "eval"), *pick)
     inpaint_clips(
         model,
         items,
@@ -159,139 +156,102 @@ def inpaint_command(
 
 
 # -- localize -------------------------------------------------------------------------------------
+def _localize_options(**values: Any) -> Any:
+    from cavkit.pictures.localize_job import LocalizeOptions
+
+    return LocalizeOptions(**values)
+
+
+#: the drawing and scoring options of ``cavkit localize``, passed on as one LocalizeOptions
+_LOCALIZE_OPTIONS = opts.grouped(
+    "options",
+    _localize_options,
+    opts.embedding_option(
+        help="audio embedding to prompt with (auto: the Sync global token when the model has one, else pooled)"
+    ),
+    opts.choice_option(
+        "--animation", choices=["gif", "apng", "none"], default="gif", help="animated file over a clip's frames"
+    ),
+    click.option(
+        "--frame-ms", default=250, show_default=True, type=click.IntRange(10), help="animation frame duration"
+    ),
+    click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="heatmap opacity"),
+    click.option("--cmap", default="jet", show_default=True, help="matplotlib colour map"),
+    click.option(
+        "--scale",
+        default=1,
+        show_default=True,
+        type=click.IntRange(1, 16),
+        help="enlarge the pictures (nearest neighbour)",
+    ),
+    click.option(
+        "--threshold",
+        default=0.5,
+        show_default=True,
+        type=click.FloatRange(0, 1),
+        help="IoU: the map (min-max scaled per frame) is thresholded here",
+    ),
+    click.option("--score-only", is_flag=True, help="write scores.json only, no pictures (for scoring many clips)"),
+    opts.centre_option(
+        help="audio: subtract the mean audio embedding of the drawn clips before the cosine (the part "
+        "the visual->audio InfoNCE leaves untrained; needs 2+ clips); none: plain cosine",
+    ),
+)
+
+
 @click.command("localize")
-@_data_options
-@_CLIPS
-@_NUM_CLIPS
-@embedding_option(
-    help="audio embedding to prompt with (auto: the Sync global token when the model has one, else pooled)"
-)
-@click.option(
-    "--animation",
-    type=click.Choice(["gif", "apng", "none"]),
-    default="gif",
-    show_default=True,
-    help="animated file over a clip's frames",
-)
-@click.option("--frame-ms", default=250, show_default=True, type=click.IntRange(10), help="animation frame duration")
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="heatmap opacity")
-@click.option("--cmap", default="jet", show_default=True, help="matplotlib colour map")
-@click.option(
-    "--scale", default=1, show_default=True, type=click.IntRange(1, 16), help="enlarge the pictures (nearest neighbour)"
-)
-@click.option(
-    "--threshold",
-    default=0.5,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="IoU: the map (min-max scaled per frame) is thresholded here",
-)
-@click.option("--score-only", is_flag=True, help="write scores.json only, no pictures (for scoring many clips)")
-@click.option(
-    "--centre",
-    type=click.Choice(["audio", "none"]),
-    default="audio",
-    show_default=True,
-    help="audio: subtract the mean audio embedding of the drawn clips before the cosine (the part "
-    "the visual->audio InfoNCE leaves untrained; needs 2+ clips); none: plain cosine",
-)
-@_SET
-@device_option()
+@_INPUTS
+@_PICK
+@_LOCALIZE_OPTIONS
 @_OUT_DIR
-def localize_command(
-    checkpoint,
-    datafile,
-    dataset_type,
-    data_params,
-    clip_ids,
-    num_clips,
-    embedding,
-    animation,
-    frame_ms,
-    alpha,
-    cmap,
-    scale,
-    threshold,
-    score_only,
-    centre,
-    model_overrides,
-    device,
-    out_dir,
-):
+def localize_command(inputs, pick, options, out_dir):
     """Sound-prompted localization: per frame, the similarity of the audio embedding with every visual
     patch token, upsampled and drawn over the frame (PNG per frame, animation per clip). Where the
     dataset has ground truth (synthetic: object_mask) it reports pointing-game accuracy and IoU of
     both map variants (plain and audio-centred) next to a centre-prior baseline."""
 
     from cavkit.io import join, write_bytes_atomic
-    from cavkit.pictures.localize_job import LocalizeOptions, localize_clips
-    from cavkit.pictures.sources import load_picture_model, select_items
+    from cavkit.pictures.localize_job import localize_clips
+    from cavkit.pictures.sources import select_items
 
-    options = LocalizeOptions(
-        embedding=embedding,
-        animation=animation,
-        frame_ms=frame_ms,
-        alpha=alpha,
-        cmap=cmap,
-        scale=scale,
-        threshold=threshold,
-        score_only=score_only,
-        centre=centre,
-    )
-    dev = resolve_device(device)
-    model = load_picture_model(checkpoint, dev, model_overrides, host=get_plugin_host())
-    dataset = _dataset(model, datafile, dataset_type, data_params, mode="retrieval")
-    items = select_items(dataset, clip_ids, num_clips)
+    model, dev = inputs.load_model(get_plugin_host())
+    items = select_items(inputs.dataset(model, "retrieval"), *pick)
     summary = localize_clips(model, items, options, out_dir=out_dir, device=dev, echo=click.echo)
     if "centre_prior" not in summary:
         click.echo("no ground truth (object_mask) in this dataset: pictures only, no scores", err=True)
-    scores = {"checkpoint": checkpoint, **summary}
+    scores = {"checkpoint": inputs.checkpoint, **summary}
     write_bytes_atomic(join(out_dir, "scores.json"), json.dumps(scores, indent=2).encode("utf-8"))
 
 
 # -- embed ----------------------------------------------------------------------------------------
 @click.command("embed")
-@_data_options
+@_INPUTS
 @click.option("--out", "out_file", required=True, help="output file *.safetensors or *.npz (any fsspec URI)")
-@click.option(
+@opts.choice_option(
     "--kind",
     "kinds",
     multiple=True,
-    type=click.Choice(["global", "pooled", "patches"]),
+    choices=["global", "pooled", "patches"],
     default=("pooled",),
-    show_default=True,
     help="embeddings to write (repeatable): Sync global tokens, mean of patch tokens, or every patch token",
 )
-@click.option(
+@opts.choice_option(
     "--modality",
     "modalities",
     multiple=True,
-    type=click.Choice(["audio", "visual"]),
+    choices=["audio", "visual"],
     default=("audio", "visual"),
-    show_default=True,
     help="modalities to embed (repeatable)",
 )
 @click.option(
     "--single-frame", is_flag=True, help="one frame per clip even for Sync datasets (default: every frame, [N,K,...])"
 )
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="clips per forward pass")
-@click.option("--num-workers", default=0, show_default=True, type=click.IntRange(0), help="DataLoader workers")
-@precision_option(help="autocast precision")
-@click.option(
-    "--dtype",
-    "out_dtype",
-    type=click.Choice(["float32", "float16"]),
-    default="float32",
-    show_default=True,
-    help="stored dtype",
-)
-@_SET
-@device_option()
+@opts.batch_size_option()
+@opts.num_workers_option()
+@opts.precision_option(help="autocast precision")
+@opts.choice_option("--dtype", "out_dtype", choices=["float32", "float16"], default="float32", help="stored dtype")
 def embed_command(
-    checkpoint,
-    datafile,
-    dataset_type,
-    data_params,
+    inputs,
     out_file,
     kinds,
     modalities,
@@ -300,8 +260,6 @@ def embed_command(
     num_workers,
     precision,
     out_dtype,
-    model_overrides,
-    device,
 ):
     """Export audio and visual embeddings (global, pooled or per patch; per frame for Sync) with their
     clip ids to safetensors or NumPy. Embeddings are the model's raw outputs (not L2-normalised)."""
@@ -310,12 +268,10 @@ def embed_command(
     from tqdm import tqdm
 
     from cavkit.pictures.export import extract_embeddings, format_from_path, write_embeddings
-    from cavkit.pictures.sources import load_picture_model
 
     format_from_path(out_file)  # fail on a bad name before any work
-    dev = resolve_device(device)
-    model = load_picture_model(checkpoint, dev, model_overrides, host=get_plugin_host())
-    dataset = _dataset(model, datafile, dataset_type, data_params, mode="eval" if single_frame else "retrieval")
+    model, dev = inputs.load_model(get_plugin_host())
+    dataset = inputs.dataset(model, "eval" if single_frame else "retrieval")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     autocast = autocast_dtype(precision)
     try:
@@ -348,5 +304,5 @@ def report_command(run_dir, out_dir):
     from cavkit.pictures.report import write_report
 
     written = write_report(run_dir, out_dir)
-    for name, uri in written.items():
+    for uri in written.values():
         click.echo(f"wrote {uri}")
