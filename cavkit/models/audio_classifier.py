@@ -11,6 +11,8 @@ CAV-MAE classifier's ``audioonly`` mode: ``blocks_a``, the joint blocks with the
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -18,22 +20,17 @@ from cavkit.errors import UsageError
 from cavkit.interfaces import Embeddings
 from cavkit.models.cav_mae import unmasked_embeddings
 from cavkit.models.classifier_base import FeatureClassifier, classification_head
-from cavkit.models.encoder import CAVEncoder
+from cavkit.models.encoder import CAVEncoder, encoder_params
 from cavkit.models.slots import build_slot
 
 
 class AudioOnlyEncoder(CAVEncoder):
     """The CAV-MAE encoder without ``blocks_v`` and ``norm_v`` (no global or register tokens)."""
 
-    def __init__(self, *, embed_dim: int, depth: int, joint_depth: int, num_heads: int, mlp_ratio: float, attn_impl):
-        super().__init__(
-            embed_dim=embed_dim,
-            depth=depth,
-            joint_depth=joint_depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            attn_impl=attn_impl,
-        )
+    def __init__(self, **params: Any):
+        """``params``: :class:`CAVEncoder`'s ``embed_dim``, ``depth``, ``joint_depth``, ``num_heads``,
+        ``mlp_ratio`` and ``attn_impl`` (:class:`~cavkit.models.classifier_configs.AudioEncoderConfig`)."""
+        super().__init__(**params)
         del self.blocks_v, self.norm_v
 
     def stack_visual(self, v: torch.Tensor) -> torch.Tensor:
@@ -84,14 +81,6 @@ def build_audio_classifier(config) -> AudioClassifier:
         audio_length=config.audio_length,
         trainable_pos=config.trainable_pos,
     )
-    enc = config.encoder
-    encoder = AudioOnlyEncoder(
-        embed_dim=config.embed_dim,
-        depth=enc.depth,
-        joint_depth=enc.joint_depth,
-        num_heads=enc.num_heads,
-        mlp_ratio=enc.mlp_ratio,
-        attn_impl=enc.attn_impl,
-    )
+    encoder = AudioOnlyEncoder(embed_dim=config.embed_dim, **encoder_params(config.encoder))
     model = AudioClassifier(audio_tokenizer=tokenizer, encoder=encoder, num_classes=config.num_classes)
     return model

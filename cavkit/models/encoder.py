@@ -29,6 +29,9 @@ policy as the other training-only bugs of spec §10 (fix, keep an opt-in compati
 
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
 import torch
 from torch import nn
 
@@ -227,18 +230,12 @@ class CAVEncoder(nn.Module):
         return out
 
 
+def encoder_params(config) -> dict[str, Any]:
+    """The fields of an encoder config (:class:`~cavkit.models.configs.EncoderConfig`, its Sync variant
+    or the audio-only one), which are :class:`CAVEncoder`'s keyword arguments of the same names."""
+    return attrs.asdict(config, recurse=False)
+
+
 def build_encoder(config, *, embed_dim: int = 768) -> CAVEncoder:
     """Factory for ``cav_mae_encoder`` and ``sync_encoder``; ``embed_dim`` comes from the model."""
-    return CAVEncoder(
-        embed_dim=embed_dim,
-        depth=config.depth,
-        joint_depth=config.joint_depth,
-        num_heads=config.num_heads,
-        mlp_ratio=config.mlp_ratio,
-        global_tokens=config.global_tokens,
-        num_register_tokens=config.num_register_tokens,
-        contrastive_head_depth=config.contrastive_head_depth,
-        keep_register_tokens=config.keep_register_tokens,
-        register_slicing=config.register_slicing,
-        attn_impl=config.attn_impl,
-    )
+    return CAVEncoder(embed_dim=embed_dim, **encoder_params(config))
