@@ -1,4 +1,4 @@
-"""Fixtures every test folder may use: file systems that are full or read-only for real."""
+"""Fixtures every test folder may use: file systems that are full or read-only for real, one torch thread."""
 
 from __future__ import annotations
 
@@ -6,6 +6,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture
+def one_cpu_thread():
+    """One intra-op torch thread during the test, restored after: tiny models run faster without
+    thread contention on small shared CPUs (folders of tiny-model tests use it for every test)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

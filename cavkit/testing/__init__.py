@@ -35,7 +35,15 @@ from cavkit.plugins import PluginHost, build_plugin_host, get_plugin_host, set_p
 from cavkit.registry import KINDS, ComponentSpec
 from cavkit.testing.synthetic import synthetic_model_output
 
-__all__ = ["CliResult", "ComponentCheck", "check_component", "plugin_host", "run_cli", "synthetic_model_output"]
+__all__ = [
+    "CliResult",
+    "ComponentCheck",
+    "check_component",
+    "plugin_host",
+    "run_cli",
+    "save_model_weights",
+    "synthetic_model_output",
+]
 
 
 def plugin_host(*plugins: object, strict: bool = True) -> PluginHost:
@@ -160,3 +168,31 @@ def check_component(
     gen = torch.Generator().manual_seed(0)
     output = runner(component, node.config, inputs, gen, where, context) if runner else None
     return ComponentCheck(spec, node.config, component, output)
+
+
+def save_model_weights(model: Mapping[str, Any], uri: Any, *, host: PluginHost | None = None, seed: int = 0) -> str:
+    """Build the model a ``model:`` recipe node describes and save it as a cavkit weights file.
+
+    The node is validated like a recipe (against ``host``'s registry, default: the process-wide
+    one) and the model built after ``torch.manual_seed(seed)``; the file is what ``cavkit convert``
+    writes (``.safetensors`` with the model recipe and input declaration in its metadata), so
+    :func:`cavkit.api.load_model`, ``cavkit eval`` and the picture commands read it. For tests that
+    need a checkpoint of a tiny model::
+
+        path = save_model_weights({"type": "my_model", "embed_dim": 32}, tmp_path / "m.safetensors", host=host)
+
+    :returns: ``uri`` as a string.
+    :raises RecipeError: the node does not validate.
+    """
+    import torch
+
+    from cavkit.checkpoints.build import build_model_node
+    from cavkit.checkpoints.convert import cavkit_bytes
+    from cavkit.io import write_bytes_atomic
+
+    node = build_model_node(model, source="save_model_weights", host=host)
+    torch.manual_seed(seed)
+    built = node.build()
+    built.cavkit_node = node
+    write_bytes_atomic(str(uri), cavkit_bytes(built)[0])
+    return str(uri)

@@ -16,26 +16,9 @@ import torch
 from reference_metrics import classification_reference, knn_reference
 
 from cavkit.evaluation.features import Features
-from cavkit.testing import run_cli
+from cavkit.testing import run_cli, save_model_weights
 
 SYNTH = {"image_size": 32, "audio_length": 128, "num_frames": 4}
-
-
-def _save_tiny(tmp_path, model_data: dict, name: str) -> str:
-    from cavkit.checkpoints.convert import cavkit_bytes
-    from cavkit.config import structure_node
-    from cavkit.plugins import get_plugin_host
-
-    registry = get_plugin_host().registry
-    node, problems = structure_node("model", model_data, registry=registry)
-    assert not problems, problems
-    torch.manual_seed(0)
-    model = node.build()
-    model.cavkit_node = node
-    blob, _ = cavkit_bytes(model)
-    path = tmp_path / f"{name}.safetensors"
-    path.write_bytes(blob)
-    return str(path)
 
 
 def _reference_metrics(checkpoint: str, datasets: list, mode: str, activation: str) -> dict[str, float]:
@@ -67,8 +50,7 @@ def _assert_metrics_equal(got: dict, expected: dict) -> None:
 
 @pytest.fixture(scope="module")
 def sync_checkpoint(tmp_path_factory):
-    return _save_tiny(
-        tmp_path_factory.mktemp("sync"),
+    return save_model_weights(
         {
             "type": "cav_mae_sync",
             "audio_length": 32,
@@ -77,14 +59,13 @@ def sync_checkpoint(tmp_path_factory):
             "encoder": {"depth": 1, "num_heads": 2, "num_register_tokens": 2},
             "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
         },
-        "sync",
+        tmp_path_factory.mktemp("sync") / "sync.safetensors",
     )
 
 
 @pytest.fixture(scope="module")
 def cav_mae_checkpoint(tmp_path_factory):
-    return _save_tiny(
-        tmp_path_factory.mktemp("cav"),
+    return save_model_weights(
         {
             "type": "cav_mae",
             "audio_length": 128,
@@ -93,7 +74,7 @@ def cav_mae_checkpoint(tmp_path_factory):
             "encoder": {"depth": 1, "num_heads": 2},
             "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
         },
-        "cav_mae",
+        tmp_path_factory.mktemp("cav") / "cav_mae.safetensors",
     )
 
 
@@ -320,8 +301,7 @@ def test_a_briefly_trained_model_retrieves_and_classifies_far_above_chance():
 
 
 def test_classifier_checkpoint_per_modality_mode(tmp_path):
-    checkpoint = _save_tiny(
-        tmp_path,
+    checkpoint = save_model_weights(
         {
             "type": "classifier",
             "num_classes": 8,
@@ -330,7 +310,7 @@ def test_classifier_checkpoint_per_modality_mode(tmp_path):
             "embed_dim": 32,
             "encoder": {"depth": 1, "num_heads": 2},
         },
-        "classifier",
+        tmp_path / "classifier.safetensors",
     )
     data = [f"--data={k}={v}" for k, v in {**SYNTH, "layout": "cav_mae", "num_clips": 16, "split": "test"}.items()]
     out = tmp_path / "classify.json"
@@ -380,8 +360,7 @@ def test_multi_frame_classification_on_real_clips(tmp_path):
     data_dir = Path(__file__).resolve().parents[2] / "../shared/fixtures/reference/data"
     if not (data_dir / "data.json").exists():
         pytest.skip(f"reference clips not found at {data_dir.resolve()}")
-    checkpoint = _save_tiny(
-        tmp_path,
+    checkpoint = save_model_weights(
         {
             "type": "classifier",
             "num_classes": 2,
@@ -390,7 +369,7 @@ def test_multi_frame_classification_on_real_clips(tmp_path):
             "embed_dim": 32,
             "encoder": {"depth": 1, "num_heads": 2},
         },
-        "classifier",
+        tmp_path / "classifier.safetensors",
     )
     base = [
         "eval",

@@ -14,11 +14,12 @@ import torch
 from pictures_helpers import write_clips
 
 from cavkit import hookimpl
-from cavkit.config import param, structure_node
+from cavkit.checkpoints.build import build_model_node
+from cavkit.config import param
 from cavkit.errors import CheckpointError
 from cavkit.interfaces import Embeddings
 from cavkit.models.inputs import InputSpec, derive_input_spec, input_spec_of
-from cavkit.testing import plugin_host, run_cli
+from cavkit.testing import plugin_host, run_cli, save_model_weights
 
 
 @attrs.frozen(kw_only=True)
@@ -48,20 +49,6 @@ class PoolerPlugin:
         registry.add("model", "frame_pooler", FramePooler, PoolerConfig)
 
 
-def _checkpoint(host, tmp_path, layout: str) -> str:
-    from cavkit.checkpoints.convert import cavkit_bytes
-
-    node, problems = structure_node("model", {"type": "frame_pooler", "layout": layout}, registry=host.registry)
-    assert not problems, problems
-    torch.manual_seed(0)
-    model = node.build()
-    model.cavkit_node = node
-    blob, _ = cavkit_bytes(model)
-    path = tmp_path / f"{layout}.safetensors"
-    path.write_bytes(blob)
-    return str(path)
-
-
 @pytest.mark.parametrize(
     ("layout", "data", "frames"),
     [
@@ -74,7 +61,9 @@ def test_a_plugin_model_declaring_its_inputs_gets_the_matching_dataset(tmp_path,
     from cavkit.pictures.export import read_embeddings
 
     host = plugin_host(PoolerPlugin())
-    checkpoint = _checkpoint(host, tmp_path, layout)
+    checkpoint = save_model_weights(
+        {"type": "frame_pooler", "layout": layout}, tmp_path / f"{layout}.safetensors", host=host
+    )
     datafile = write_clips(tmp_path)
     data_args = [f"--data={item}" for item in data]
     feats = tmp_path / "feats.safetensors"
@@ -102,38 +91,31 @@ def test_the_checkpoint_stores_the_declaration_and_old_files_derive_it(tmp_path)
     from cavkit.checkpoints.load import load_model
 
     host = plugin_host(PoolerPlugin())
-    checkpoint = _checkpoint(host, tmp_path, "frame_segments")
+    checkpoint = save_model_weights(
+        {"type": "frame_pooler", "layout": "frame_segments"}, tmp_path / "frame_segments.safetensors", host=host
+    )
     with safe_open(checkpoint, "pt") as fh:
         meta = fh.metadata()
     assert InputSpec.from_json(meta["inputs"]) == InputSpec(layout="frame_segments", audio_length=32, image_size=32)
 
     # a built-in Sync model saved before declarations were stored: derived from its config
-    from cavkit.checkpoints.convert import cavkit_bytes
-
-    node, problems = structure_node(
-        "model",
-        {
-            "type": "cav_mae_sync",
-            "audio_length": 32,
-            "image_size": 32,
-            "embed_dim": 16,
-            "encoder": {"depth": 1, "num_heads": 2},
-            "decoder": {"embed_dim": 16, "depth": 1, "num_heads": 2},
-        },
-        registry=host.registry,
-    )
-    assert not problems, problems
+    sync = {
+        "type": "cav_mae_sync",
+        "audio_length": 32,
+        "image_size": 32,
+        "embed_dim": 16,
+        "encoder": {"depth": 1, "num_heads": 2},
+        "decoder": {"embed_dim": 16, "depth": 1, "num_heads": 2},
+    }
     expected = InputSpec(layout="frame_segments", audio_length=32, image_size=32, global_tokens=True)
-    assert derive_input_spec(node) == expected
-    sync = node.build()
-    sync.cavkit_node = node
-    (tmp_path / "new.safetensors").write_bytes(cavkit_bytes(sync)[0])
-    with safe_open(str(tmp_path / "new.safetensors"), "pt") as fh:
+    assert derive_input_spec(build_model_node(sync, host=host)) == expected
+    new = save_model_weights(sync, tmp_path / "new.safetensors", host=host)
+    with safe_open(new, "pt") as fh:
         new_meta = fh.metadata()
     assert InputSpec.from_json(new_meta["inputs"]) == expected
     old = tmp_path / "old.safetensors"
     save_file(
-        load_file(str(tmp_path / "new.safetensors")),
+        load_file(new),
         str(old),
         metadata={"format": "cavkit.model", "recipe": new_meta["recipe"]},
     )
