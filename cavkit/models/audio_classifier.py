@@ -18,10 +18,9 @@ from torch import nn
 
 from cavkit.errors import UsageError
 from cavkit.interfaces import Embeddings
-from cavkit.models.cav_mae import unmasked_embeddings
+from cavkit.models.cav_mae import build_audio_tokenizer, unmasked_embeddings
 from cavkit.models.classifier_base import FeatureClassifier, classification_head
 from cavkit.models.encoder import CAVEncoder, encoder_params
-from cavkit.models.slots import build_slot
 
 
 class AudioOnlyEncoder(CAVEncoder):
@@ -73,14 +72,7 @@ class AudioClassifier(FeatureClassifier):
 
 def build_audio_classifier(config) -> AudioClassifier:
     """Factory of the ``audio_classifier`` model."""
-    tokenizer = build_slot(
-        config.audio_tokenizer,
-        "tokenizer",
-        "audio_patch",
-        embed_dim=config.embed_dim,
-        audio_length=config.audio_length,
-        trainable_pos=config.trainable_pos,
-    )
     encoder = AudioOnlyEncoder(embed_dim=config.embed_dim, **encoder_params(config.encoder))
-    model = AudioClassifier(audio_tokenizer=tokenizer, encoder=encoder, num_classes=config.num_classes)
-    return model
+    return AudioClassifier(
+        audio_tokenizer=build_audio_tokenizer(config), encoder=encoder, num_classes=config.num_classes
+    )

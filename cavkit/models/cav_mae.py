@@ -99,15 +99,20 @@ def unmasked_embeddings(model: nn.Module, audio: torch.Tensor | None, image: tor
     )
 
 
+def build_audio_tokenizer(config) -> nn.Module:
+    """A model config's audio tokenizer (default ``audio_patch``) at the model's width and fbank
+    length, training its position embeddings as the config says (all models with audio use it)."""
+    widths = {"embed_dim": config.embed_dim, "trainable_pos": config.trainable_pos}
+    return build_slot(config.audio_tokenizer, "tokenizer", "audio_patch", audio_length=config.audio_length, **widths)
+
+
 def build_parts(config, *, with_maskers: bool = True) -> dict[str, nn.Module]:
     """Build the tokenizers, encoder (and maskers) of a model config, passing the shared widths."""
-    shared = dict(embed_dim=config.embed_dim, trainable_pos=config.trainable_pos)
+    widths = {"embed_dim": config.embed_dim, "trainable_pos": config.trainable_pos}
     parts = {
-        "audio_tokenizer": build_slot(
-            config.audio_tokenizer, "tokenizer", "audio_patch", audio_length=config.audio_length, **shared
-        ),
+        "audio_tokenizer": build_audio_tokenizer(config),
         "visual_tokenizer": build_slot(
-            config.visual_tokenizer, "tokenizer", "image_patch", image_size=config.image_size, **shared
+            config.visual_tokenizer, "tokenizer", "image_patch", image_size=config.image_size, **widths
         ),
         "encoder": build_slot(config.encoder, "encoder", _default_encoder(config), embed_dim=config.embed_dim),
     }
