@@ -1,6 +1,6 @@
 """Turning ``weights:NAME`` and ``http(s)://`` references into verified local files.
 
-:func:`resolve_checkpoint_uri` is called by :func:`cavkit.checkpoints.load.read_checkpoint_bytes`,
+:func:`resolve_checkpoint_uri` is called by :func:`cavkit.checkpoints.read.read_checkpoint_bytes`,
 the one place checkpoint paths are read, so every caller (``trainer.init``,
 ``--checkpoint``, ``cavkit convert``, ``embed``, ``inpaint``, ``localize``, ``load_model``) accepts
 them. A cached, verified file is used without any network access.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -189,7 +190,8 @@ def test_two_plugins_with_one_name_are_ambiguous_until_qualified(site, tmp_path)
     recipe.write_text("model: {type: toy_model, encoder: {type: cavkit-one/shared}}\n")
     assert run_cli(["recipe", "check", str(recipe)], host=host).exit_code == 0
     listing = run_cli(["components", "encoder"], host=host).stdout
-    assert "cavkit-one/shared                     [ambiguous bare name: use cavkit-one/shared]" in listing
+    # the name column is as wide as the longest id; the ambiguity note follows the qualified id on its row
+    assert re.search(r"^ +cavkit-one/shared +\[ambiguous bare name: use cavkit-one/shared\]", listing, re.M), listing
 
 
 def test_entry_point_name_clash_between_distributions_is_reported(site):

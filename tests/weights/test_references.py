@@ -13,7 +13,8 @@ import torch
 
 import cavkit
 from cavkit.checkpoints.convert import upstream_state_dict
-from cavkit.checkpoints.load import build_model_node, init_from_checkpoint, load_model
+from cavkit.checkpoints.build import build_model_node
+from cavkit.checkpoints.load import init_from_checkpoint, load_model
 from cavkit.errors import CheckpointError
 from cavkit.plugins import set_plugin_host
 from cavkit.testing import plugin_host, run_cli

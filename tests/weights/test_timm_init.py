@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cavkit.checkpoints.load import build_model_node, init_from_checkpoint
+from cavkit.checkpoints.build import build_model_node
+from cavkit.checkpoints.load import init_from_checkpoint
 from cavkit.checkpoints.timm_init import describe_fresh
 from cavkit.errors import CheckpointError
 

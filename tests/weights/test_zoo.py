@@ -15,7 +15,7 @@ import torch
 
 from cavkit.checkpoints import keys as K
 from cavkit.checkpoints.infer import infer_model_node
-from cavkit.checkpoints.load import build_model_node
+from cavkit.checkpoints.build import build_model_node
 from cavkit.testing import run_cli
 from cavkit.weights.zoo import PUBLISHED
 
