@@ -62,7 +62,7 @@ def segmentation_command(
     """Sound-prompted segmentation: per image, the similarity of its sound's embedding with every visual
     patch token, upsampled to the mask; mAP over pixels and mIoU at the best global threshold, next to
     a centre prior scored the same way."""
-    from cavkit.api import load_model
+    from cavkit.checkpoints.load import load_model
     from cavkit.devices import resolve_device
     from cavkit.evaluation.segmentation import evaluate_segmentation, format_segmentation
     from cavkit.evaluation.sources import DataSource, build_eval_dataset
@@ -71,8 +71,9 @@ def segmentation_command(
     from cavkit.option_values import key_values
     from cavkit.plugins import get_plugin_host
 
+    host = get_plugin_host()
     dev = resolve_device(device)
-    model = load_model(checkpoint, overrides=list(model_overrides), device=dev).eval()
+    model = load_model(checkpoint, overrides=list(model_overrides), device=dev, host=host).eval()
     params = key_values(data_params, "--data")
     spec = input_spec_of(model)
     for key in ("audio_length", "image_size"):
@@ -81,7 +82,7 @@ def segmentation_command(
                 raise UsageError(f"{checkpoint}: the model declares no inputs; give --data {key}=N")
             params[key] = getattr(spec, key)
     source = DataSource(datafile=datafile, dataset_type=dataset_type, params=params)
-    dataset = build_eval_dataset(source, host=get_plugin_host(), mode="eval", inputs=spec, role="segmentation")
+    dataset = build_eval_dataset(source, host=host, mode="eval", inputs=spec, role="segmentation")
     summary = evaluate_segmentation(
         model, dataset, centre=centre, embedding=embedding, device=dev, limit=samples, num_workers=num_workers
     )
