@@ -78,7 +78,7 @@ def train_command(
     check_run_inputs(loaded, source=recipe, run_dir=directory, resume=resume, device=device, overwrite=overwrite, host=host)
     dist = init_distributed(None if device == "auto" else device)
     try:
-        trainer = Trainer(loaded, run_dir=directory, dist=dist, versions=host.versions(), argv=sys.argv)
+        trainer = Trainer(loaded, run_dir=directory, dist=dist, versions=host.versions(), argv=sys.argv, host=host)
         if dist.is_rank_zero:
             click.echo(
                 f"cavkit: training {recipe} on {dist.world_size} x {dist.device.type}: "

@@ -63,9 +63,10 @@ class TrainStep(nn.Module):
         return total, torch.stack(losses), logs
 
 
-def build_train_step(recipe: Any, device: torch.device, *, report: bool) -> TrainStep:
+def build_train_step(recipe: Any, device: torch.device, *, report: bool, host: Any = None) -> TrainStep:
     """The recipe's model (initialised from ``trainer.init`` when set; head-only with ``freeze_base``)
-    and its weighted objectives, on ``device``. ``report``: print what ``init`` loaded (rank 0)."""
+    and its weighted objectives, on ``device``. ``report``: print what ``init`` loaded (rank 0);
+    ``host``: the plugin host that resolves ``weights:NAME`` references."""
     from cavkit.engine.optim import freeze_all_but_head
     from cavkit.errors import UsageError
 
@@ -76,7 +77,7 @@ def build_train_step(recipe: Any, device: torch.device, *, report: bool) -> Trai
     if cfg.init:
         from cavkit.checkpoints.load import init_from_checkpoint
 
-        loaded = init_from_checkpoint(model, cfg.init)
+        loaded = init_from_checkpoint(model, cfg.init, host=host)
         if report:
             print(f"cavkit: initialised {len(loaded['loaded'])} tensors from {cfg.init}; "
                   f"fresh: {len(loaded['fresh'])}, ignored: {len(loaded['ignored'])}", file=sys.stderr)

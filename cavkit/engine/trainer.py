@@ -77,8 +77,9 @@ class Trainer:
     step_in_epoch, samples_seen = progress_attribute("step_in_epoch"), progress_attribute("samples_seen")
 
     def __init__(self, recipe: Any, *, run_dir: str, dist: DistInfo, versions: dict[str, str] | None = None,
-                 on_step_end: list[Callable[[Trainer], None]] | None = None, argv: list[str] | None = None):
-        self.recipe = recipe
+                 on_step_end: list[Callable[[Trainer], None]] | None = None, argv: list[str] | None = None,
+                 host: Any = None):
+        self.recipe, self.host = recipe, host  # host: resolves weights:NAME in trainer.init (None: this process's)
         self.cfg = cfg = recipe.trainer
         self.run_dir = run_dir
         self.dist = dist
@@ -119,7 +120,7 @@ class Trainer:
         recipe = self.recipe
         if recipe.data.train is None:
             raise UsageError("the recipe has no data.train dataset; add one to train")
-        self.train_step = build_train_step(recipe, self.device, report=self.dist.is_rank_zero)
+        self.train_step = build_train_step(recipe, self.device, report=self.dist.is_rank_zero, host=self.host)
         self.model: nn.Module = self.train_step.model
         self.labels = self.train_step.labels
         self.train_set = recipe.data.train.build()

@@ -98,7 +98,8 @@ def replay(traj: Trajectory, overrides: list[str], *, run_dir: str, host: Any) -
     except RecipeError as exc:  # name the fixture, not the temporary file
         raise RecipeError(f"{traj.name} (its replay recipe: cavkit verify trajectory --show-recipe)", exc.problems) from None
 
-    trainer = Trainer(recipe, run_dir=run_dir, dist=DistInfo(), versions=host.versions(), argv=["cavkit", "verify"])
+    trainer = Trainer(recipe, run_dir=run_dir, dist=DistInfo(), versions=host.versions(), argv=["cavkit", "verify"],
+                      host=host)
     _check_init(trainer.model, traj)
     cfg = recipe.trainer
     if cfg.batch_size != traj.batch_size or cfg.grad_accum != 1:

@@ -210,3 +210,30 @@ def test_library_code_names_weights_in_the_host_it_is_given_not_the_process_host
         resolve_checkpoint_uri("weights:tiny-test")
     with pytest.raises(UsageError, match="unknown weights 'tiny-test'"):
         load_model("weights:tiny-test")  # the process host: no such entry
+
+
+def test_the_trainer_resolves_trainer_init_names_in_the_host_it_is_given(server, official_bytes, tmp_path):
+    """``cavkit train`` hands its host to the Trainer, so a plugin's weights name works in ``trainer.init``."""
+    import yaml
+
+    from cavkit.engine.dist import DistInfo
+    from cavkit.engine.trainer import Trainer
+    from cavkit.recipe import load_recipe
+
+    data, original = official_bytes
+    server.files["tiny.pth"] = data
+    host = plugin_host(_plugin_with(server.url("tiny.pth"), hashlib.sha256(data).hexdigest()))
+    set_plugin_host(None)  # the process host (built-in plugins only) does not know tiny-test
+    recipe = tmp_path / "init.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model": TINY,
+        "objectives": [{"type": "mae", "weight": 1.0}],
+        "data": {"train": {"type": "synthetic", "layout": "cav_mae", "num_clips": 8, "image_size": 32,
+                           "audio_length": 32, "segment_length": 32}},
+        "trainer": {"init": "weights:tiny-test", "max_steps": 1, "batch_size": 4, "progress_bar": False},
+        "run": {"tensorboard": False},
+    }))
+    trainer = Trainer(load_recipe(str(recipe), host=host), run_dir=str(tmp_path / "run"), dist=DistInfo(),
+                      argv=["test"], host=host)
+    state = trainer.model.state_dict()
+    assert all(torch.equal(state[k], original[k]) for k in original if not k.startswith("decoder."))
