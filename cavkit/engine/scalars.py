@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import torch
 
@@ -33,15 +32,15 @@ class ScalarWindow:
             self.sums["grad_norm"] = grad_norm * self.count  # divided by count below: the latest value
         return grad_norm
 
-    def flush(self, *, dist: DistInfo, optimizer: Any, extra: dict[str, float]) -> dict[str, float]:
-        """``train/<key>`` means over the window and ranks, learning rates, throughput and ``extra``; then reset."""
+    def flush(self, *, dist: DistInfo, lrs: dict[str, float], extra: dict[str, float]) -> dict[str, float]:
+        """``train/<key>`` means over the window and ranks, the learning rates ``lrs`` (``train/lr/<group>``:
+        the rates the last step used), throughput and ``extra``; then reset."""
         keys = sorted(self.sums)
         device = dist.device
         stacked = torch.stack([self.sums[k] / self.count for k in keys]) if keys else torch.zeros(0, device=device)
         stacked = all_reduce_mean(stacked, dist)
         values = {f"train/{k}": float(v) for k, v in zip(keys, stacked.tolist())}
-        for group in optimizer.param_groups:
-            values[f"train/lr/{group.get('name', 'base')}"] = group["lr"]
+        values.update(lrs)
         values["train/samples_per_s"] = self.samples / max(time.perf_counter() - self.start, 1e-9)
         values.update(extra)
         self.reset()

@@ -359,8 +359,8 @@ class Trainer:
 
     def _log_window(self, window: ScalarWindow) -> dict[str, float]:
         extra = {"train/samples_seen": self.samples_seen,
-                 "train/epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch, **self.step_lrs}
-        values = window.flush(dist=self.dist, optimizer=self.optimizer, extra=extra)
+                 "train/epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch}
+        values = window.flush(dist=self.dist, lrs=self.step_lrs, extra=extra)
         self.logger.scalars(self.step, values)
         return values
 
