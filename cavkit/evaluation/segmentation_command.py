@@ -62,18 +62,18 @@ def segmentation_command(
     """Sound-prompted segmentation: per image, the similarity of its sound's embedding with every visual
     patch token, upsampled to the mask; mAP over pixels and mIoU at the best global threshold, next to
     a centre prior scored the same way."""
-    from cavkit.checkpoints.load import load_model
     from cavkit.devices import resolve_device
     from cavkit.evaluation.segmentation import evaluate_segmentation, format_segmentation
     from cavkit.evaluation.sources import DataSource, build_eval_dataset
     from cavkit.io import write_bytes_atomic
     from cavkit.models.inputs import input_spec_of
     from cavkit.option_values import key_values
+    from cavkit.pictures.sources import load_picture_model
     from cavkit.plugins import get_plugin_host
 
     host = get_plugin_host()
     dev = resolve_device(device)
-    model = load_model(checkpoint, overrides=list(model_overrides), device=dev, host=host).eval()
+    model = load_picture_model(checkpoint, dev, model_overrides, host=host)
     params = key_values(data_params, "--data")
     spec = input_spec_of(model)
     for key in ("audio_length", "image_size"):
