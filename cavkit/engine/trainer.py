@@ -194,10 +194,11 @@ class Trainer:
         cfg, dist = self.cfg, self.dist
         accum = len(micro_batches)
         announce_training_step(self.model, seed=self.seed, step=self.step)  # per-step masking ratios
+        first = to_device(micro_batches[0], self.device)  # copied once: probe, DDP wrap and micro-batch 0
         if cfg.masking_noise == "global":
-            self.noise.probe(self.model, to_device(micro_batches[0], self.device), self.device)
+            self.noise.probe(self.model, first, self.device)
         if dist.is_distributed and self.module is self.train_step:
-            self.module = wrap_ddp(self.train_step, to_device(micro_batches[0], self.device), precision=cfg.precision, dist=dist)
+            self.module = wrap_ddp(self.train_step, first, precision=cfg.precision, dist=dist)
         noise = self.noise.step_noise(self.step) if cfg.masking_noise == "global" else None
         loss_scale = float(dist.world_size) if cfg.sum_device_losses else 1.0 / accum
         self.module.train()
@@ -205,7 +206,7 @@ class Trainer:
         total_sum = torch.zeros((), device=self.device)
         log_sums: dict[str, torch.Tensor] = {}
         for micro, batch in enumerate(micro_batches):
-            batch = to_device(batch, self.device)
+            batch = to_device(batch, self.device) if micro else first
             na = nv = None
             if noise is not None:
                 na, nv = self.noise.for_micro_batch(noise, micro=micro, rank=dist.rank, world_size=dist.world_size,
