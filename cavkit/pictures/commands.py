@@ -264,15 +264,15 @@ def embed_command(
     """Export audio and visual embeddings (global, pooled or per patch; per frame for Sync) with their
     clip ids to safetensors or NumPy. Embeddings are the model's raw outputs (not L2-normalised)."""
     import numpy as np
-    import torch
     from tqdm import tqdm
 
+    from cavkit.evaluation.sources import eval_loader
     from cavkit.pictures.export import extract_embeddings, format_from_path, write_embeddings
 
     format_from_path(out_file)  # fail on a bad name before any work
     model, dev = inputs.load_model(get_plugin_host())
     dataset = inputs.dataset(model, "eval" if single_frame else "retrieval")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    loader = eval_loader(dataset, batch_size, num_workers)
     autocast = autocast_dtype(precision)
     try:
         total = len(dataset)
