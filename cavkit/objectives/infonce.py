@@ -21,7 +21,7 @@ from torch import nn
 
 from cavkit.errors import UsageError
 from cavkit.interfaces import ModelOutput, ObjectiveOutput
-from cavkit.nn.distributed import gather_with_grad, is_distributed
+from cavkit.nn.distributed import gather_with_grad
 
 
 def info_nce(
@@ -38,7 +38,7 @@ def info_nce(
     b = a.shape[0]
     offset = 0
     a_all, v_all = a, v
-    if negatives == "global" and is_distributed():
+    if negatives == "global":  # outside a multi-rank process group gather_with_grad returns (x, 0)
         a_all, offset = gather_with_grad(a)
         v_all, _ = gather_with_grad(v)
     labels = torch.arange(b, device=a.device) + offset
