@@ -13,10 +13,9 @@ kind                     context keywords
 tokenizer (audio slot)   ``embed_dim``, ``audio_length``, ``trainable_pos``
 tokenizer (visual slot)  ``embed_dim``, ``image_size``, ``trainable_pos``
 encoder                  ``embed_dim``
-aggregator               ``dim`` (the per-frame feature width W)
+aggregator               ``dim`` (the per-frame feature width W, :mod:`cavkit.models.aggregators`)
 decoder                  ``encoder_dim``, ``audio_grid``, ``visual_grid``, ``audio_patch_dim``,
                          ``visual_patch_dim``
-aggregator               ``dim`` (the frame-feature width, :mod:`cavkit.models.aggregators`)
 everything else          none
 =======================  ==========================================================================
 
