@@ -132,17 +132,21 @@ def classify_heads(options: ClassifyOptions, *, host: "PluginHost", recipe: Any 
     clip_model = getattr(model, "takes_all_frames", False)
     keep = frame_list(options.frames) if clip_model and options.frames else None
     source = options.source
-    results: dict[str, dict[str, float]] = {}
-    for mode in options.modes or (getattr(model, "mode", "multimodal"),):
-        per_frame, targets, clip_frames = [], None, 1
-        for frame in [None] if clip_model else frame_list(options.frames):
-            params = dict(source.params) if frame is None else {**source.params, "eval_frame": frame}
-            dataset = build_eval_dataset(
+    datasets = []  # one per evaluated frame (a clip classifier: one for all frames), shared by every mode
+    for frame in [None] if clip_model else frame_list(options.frames):
+        params = dict(source.params) if frame is None else {**source.params, "eval_frame": frame}
+        datasets.append(
+            build_eval_dataset(
                 attrs.evolve(source, params=params),
                 host=host,
                 mode="retrieval" if clip_model else "eval",
                 inputs=inputs,
             )
+        )
+    results: dict[str, dict[str, float]] = {}
+    for mode in options.modes or (getattr(model, "mode", "multimodal"),):
+        per_frame, targets, clip_frames = [], None, 1
+        for dataset in datasets:
             logits, targets, clip_frames = _logits(model, dataset, mode, options, keep, device)
             if logits.shape[1] != targets.shape[1]:
                 raise UsageError(
