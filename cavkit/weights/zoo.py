@@ -265,11 +265,3 @@ PUBLISHED: tuple[WeightsEntry, ...] = (
         "localization models as coming later",
     ),
 )
-
-
-def by_filename(filename: str) -> WeightsEntry | None:
-    """The published entry whose upstream file name is ``filename`` (``IN-initial.pth``), if any."""
-    for entry in PUBLISHED:
-        if entry.filename and entry.filename.lower() == filename.lower():
-            return entry
-    return None
