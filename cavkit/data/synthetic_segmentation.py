@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 
+from cavkit.errors import UsageError
+
 
 def write_synthetic_segmentation(out: str, config, count: int) -> list[str]:
     """Write ``count`` triples of the synthetic set ``config`` under ``out``; returns their ids.
