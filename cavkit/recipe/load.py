@@ -223,6 +223,11 @@ class _AppendError(ValueError):
         self.key = key
 
 
+def _append_target(key: Any) -> str | None:
+    """``name`` for a key ``name+`` (append to the list ``name``), else ``None``."""
+    return key[:-1] if isinstance(key, str) and key.endswith(APPEND) and len(key) > 1 else None
+
+
 def _append(current: Any, items: Any, key: str) -> list[Any]:
     if not isinstance(items, list):
         raise _AppendError(key + APPEND, f"expected a list of items to append to '{key}', got {type(items).__name__}")
@@ -242,8 +247,9 @@ def deep_merge(base: Any, override: Any) -> Any:
         return resolve_appends(override)
     merged = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(key, str) and key.endswith(APPEND) and len(key) > 1:
-            merged[key[:-1]] = _append(merged.get(key[:-1]), value, key[:-1])
+        target = _append_target(key)
+        if target is not None:
+            merged[target] = _append(merged.get(target), value, target)
         else:
             merged[key] = deep_merge(merged[key], value) if key in merged else resolve_appends(value)
     return merged
@@ -256,10 +262,11 @@ def resolve_appends(data: Any) -> Any:
         return [resolve_appends(v) for v in data]
     if not isinstance(data, dict):
         return copy.deepcopy(data)
-    plain = {k: resolve_appends(v) for k, v in data.items() if not (isinstance(k, str) and k.endswith(APPEND) and len(k) > 1)}
+    plain = {k: resolve_appends(v) for k, v in data.items() if _append_target(k) is None}
     for key, value in data.items():
-        if isinstance(key, str) and key.endswith(APPEND) and len(key) > 1:
-            plain[key[:-1]] = _append(plain.get(key[:-1]), resolve_appends(value), key[:-1])
+        target = _append_target(key)
+        if target is not None:
+            plain[target] = _append(plain.get(target), resolve_appends(value), target)
     return plain
 
 
@@ -307,8 +314,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        append = key.endswith(APPEND) and len(key) > 1
-        key = key.removesuffix(APPEND) if append else key
+        target = _append_target(key)
+        append, key = target is not None, target or key
         if not sep or not key:
             problems.append(Problem("--set", f"{item!r} must look like key.path=value"))
             continue
