@@ -280,9 +280,9 @@ def _check_run_dir(run_dir: str, resume: str | None, overwrite: bool) -> list[Fi
             found = existing_run_entries(run_dir)
         except _FS_ERRORS:
             found = []
-        finished = join(run_dir, "weights", "final.safetensors")
-        state = "a finished run" if _exists(finished) else "a run"
         if found:
+            finished = join(run_dir, "weights", "final.safetensors")
+            state = "a finished run" if _exists(finished) else "a run"
             return [
                 Finding(
                     "run directory",
