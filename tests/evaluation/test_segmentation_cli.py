@@ -8,7 +8,6 @@ its message and exit code.
 
 from __future__ import annotations
 
-import io
 import json
 import wave
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from cavkit.data.video import wav_bytes
 from cavkit.testing import run_cli
 
 SET = {"num_images": 6, "image_size": 32, "audio_length": 128, "num_frames": 4}
@@ -233,9 +233,8 @@ def test_audio_shorter_than_the_models_segment_is_refused_unless_padded(weights,
     wav = _first(folder, "wav")
     with wave.open(str(wav), "rb") as reader:
         frames = reader.readframes(reader.getnframes())
-    with wave.open(str(wav), "wb") as writer:  # 0.2 s: 18 fbank rows, the Sync model's segment is 32
-        writer.setnchannels(1), writer.setsampwidth(2), writer.setframerate(16000)
-        writer.writeframes(frames[: 2 * 3200])
+    # 0.2 s: 18 fbank rows, the Sync model's segment is 32
+    wav.write_bytes(wav_bytes(np.frombuffer(frames[: 2 * 3200], dtype="<i2")))
     result = _eval(weights["sync"], folder)
     assert result.exit_code == 2
     assert str(wav) in result.stderr and "18 fbank rows" in result.stderr and "32 rows" in result.stderr
@@ -260,11 +259,7 @@ def test_a_wide_image_and_its_mask_are_cropped_alike(tmp_path):
     mask = np.zeros((32, 48), dtype=np.uint8)
     mask[10:20, 5:30] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as writer:
-        writer.setnchannels(1), writer.setsampwidth(2), writer.setframerate(16000)
-        writer.writeframes((rng.normal(0, 3000, 16000)).astype("<i2").tobytes())
-    (tmp_path / "a.wav").write_bytes(buffer.getvalue())
+    (tmp_path / "a.wav").write_bytes(wav_bytes(rng.normal(0, 3000, 16000).astype("<i2")))
     entry = {"id": "wide", "image": "img.png", "mask": "mask.png", "wav": "a.wav"}
     (tmp_path / "data.json").write_text(json.dumps({"data": [entry]}))
     item = SegmentationDataset(

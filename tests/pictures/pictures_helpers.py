@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import wave
 
 import numpy as np
 from PIL import Image
+
+from cavkit.data.video import wav_bytes
 
 SMALL = {"image_size": 32, "audio_length": 128, "segment_length": 32, "num_frames": 4}
 
@@ -24,11 +25,7 @@ def write_clips(root, count=3, frames=4):
         vid = f"vid{c}"
         t = np.arange(int(1.5 * 16000)) / 16000
         pcm = (0.3 * np.sin(2 * np.pi * (300 + 200 * c) * t) * 32767).astype(np.int16)
-        with wave.open(str(root / f"{vid}.wav"), "wb") as fh:
-            fh.setnchannels(1)
-            fh.setsampwidth(2)
-            fh.setframerate(16000)
-            fh.writeframes(pcm.tobytes())
+        (root / f"{vid}.wav").write_bytes(wav_bytes(pcm))
         for k in range(frames):
             folder = root / "frames" / f"frame_{k}"
             folder.mkdir(parents=True, exist_ok=True)
