@@ -77,11 +77,6 @@ def target_for(ref: str, host: Any, *, url: str | None = None) -> Target:
     return Target(ref, cache.path_for_entry(entry, urls[0] if urls else None), urls, sha, entry.size, entry)
 
 
-def cached(target: Target) -> bool:
-    """Whether ``target`` already has a file in the cache (not yet re-verified)."""
-    return target.path.is_file()
-
-
 @contextlib.contextmanager
 def _exclusive(path: Path):
     """Hold an exclusive lock (``locks/<digest>.lock`` in the cache) so that processes fetching one file (the ranks of a
