@@ -194,8 +194,10 @@ def knn_classify(
             limit=limit,
         )
 
+    # the same clips on both sides: read the file once, and leave-one-out so that no clip votes for itself
+    same = knn.features_uri is not None and knn.features_uri == knn.train_features
     train = features_of(knn.train_features, knn.train_datafile, "train", None)
-    query = features_of(knn.features_uri, options.source.datafile, "eval", options.samples)
+    query = train if same else features_of(knn.features_uri, options.source.datafile, "eval", options.samples)
     for name, f in (("voting", train), ("evaluation", query)):
         if f.labels is None:
             raise UsageError(f"the {name} clips have no labels; give the dataset a label_csv (--data label_csv=...)")
@@ -208,8 +210,6 @@ def knn_classify(
             return v
         return torch.cat([torch.nn.functional.normalize(a, dim=-1), torch.nn.functional.normalize(v, dim=-1)], dim=-1)
 
-    # the same clips on both sides: leave-one-out, so that no clip votes for itself
-    same = knn.features_uri is not None and knn.features_uri == knn.train_features
     scores = knn_scores(vectors(query), vectors(train), train.labels, KnnConfig(k=knn.k), exclude_self=same)
     out = classification_metrics(scores, query.labels)
     out["k"] = knn.k
