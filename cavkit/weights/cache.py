@@ -50,7 +50,11 @@ def url_filename(url: str) -> str:
 
 
 def path_for_entry(entry: WeightsEntry, url: str | None = None) -> Path:
-    """Where ``weights:NAME`` is cached: ``weights/<name>/<published file name>``."""
+    """Where ``weights:NAME`` is cached: ``weights/<name>/<published file name>``.
+
+    Without a published file name the name comes from ``url`` (default: the entry's first URL).
+    """
+    url = url or (entry.urls[0] if entry.urls else None)
     filename = entry.filename or (url_filename(url) if url else f"{entry.name}.pth")
     return weights_dir() / _safe(entry.name) / filename
 

@@ -26,7 +26,7 @@ def weights_list(verbose: bool) -> None:
     listed = entries(get_plugin_host())
     width = max([24, *(len(entry.name) for entry in listed)])
     for entry in listed:
-        path = cache.path_for_entry(entry, entry.urls[0] if entry.urls else None)
+        path = cache.path_for_entry(entry)
         state = "cached" if path.is_file() else ("download" if entry.urls else "no URL")
         click.echo(f"  {entry.name:<{width}} {state:<9} {entry.summary}")
         if verbose:
@@ -112,7 +112,7 @@ def weights_verify(refs: tuple[str, ...]) -> None:
         from cavkit.weights.resolve import entries
 
         for entry in entries(get_plugin_host()):
-            path = cache.path_for_entry(entry, entry.urls[0] if entry.urls else None)
+            path = cache.path_for_entry(entry)
             known[path] = (entry.name, entry.sha256)
         root = cache.weights_dir()
         for record_file in sorted(root.rglob("*.sha256.json")) if root.is_dir() else []:
