@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
+from cavkit.checkpoints.keys import DATAPARALLEL_PREFIX
 from cavkit.errors import UsageError
 
 #: the issue's tolerance when a fixture records none (losses relative, weights absolute)
 DEFAULT_TOLERANCE = {"loss_rtol": 1e-5, "c_acc": "exact", "final_weights_atol": 1e-4}
-UPSTREAM_PREFIX = "module."
 
 
 class FixtureError(UsageError):
@@ -134,8 +134,8 @@ class Trajectory:
     def check_tensors(self) -> None:
         """Fail before training when a tensor the replay needs is missing."""
         for prefix in ("init", "final"):
-            if not any(k.startswith(f"{prefix}.{UPSTREAM_PREFIX}") for k in self._keys):
-                raise FixtureError(f"{self.tensors_path}: no {prefix}.{UPSTREAM_PREFIX}* tensors (the {prefix} state dict)")
+            if not any(k.startswith(f"{prefix}.{DATAPARALLEL_PREFIX}") for k in self._keys):
+                raise FixtureError(f"{self.tensors_path}: no {prefix}.{DATAPARALLEL_PREFIX}* tensors (the {prefix} state dict)")
         if self.kind == "pretrain":
             for key in ("noise.train.audio", "noise.train.image"):
                 if not self.has(key):
@@ -159,7 +159,7 @@ class Trajectory:
         """An upstream state dict stored as ``<prefix>.module.<key>`` (the ``module.`` prefix removed)."""
         from safetensors import safe_open
 
-        head = f"{prefix}.{UPSTREAM_PREFIX}"
+        head = f"{prefix}.{DATAPARALLEL_PREFIX}"
         with safe_open(self.tensors_path, framework="pt") as fh:
             out = {k[len(head):]: fh.get_tensor(k) for k in fh.keys() if k.startswith(head)}
         if not out:
