@@ -21,8 +21,8 @@ class ScalarWindow:
         self.samples = 0
         self.start = time.perf_counter()
 
-    def add(self, logs: dict[str, torch.Tensor], samples: int) -> torch.Tensor | None:
-        """Add one step's logs (0-d tensors); returns its ``grad_norm`` (``None`` when not computed)."""
+    def add(self, logs: dict[str, torch.Tensor], samples: int) -> None:
+        """Add one step's logs (0-d tensors; ``grad_norm`` only on steps that computed it)."""
         grad_norm = logs.pop("grad_norm", None)
         for key, value in logs.items():
             self.sums[key] = self.sums.get(key, 0) + value.detach().float()
@@ -30,7 +30,6 @@ class ScalarWindow:
         self.samples += samples
         if grad_norm is not None:
             self.sums["grad_norm"] = grad_norm * self.count  # divided by count below: the latest value
-        return grad_norm
 
     def flush(self, *, dist: DistInfo, lrs: dict[str, float], extra: dict[str, float]) -> dict[str, float]:
         """``train/<key>`` means over the window and ranks, the learning rates ``lrs`` (``train/lr/<group>``:
