@@ -18,7 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_shipped_sync_recipe_on_a_fresh_machine_lists_everything_at_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing prepared, nothing downloaded
-    monkeypatch.setenv("CAVKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CAVKIT_OFFLINE", "1")  # online, weights:in-initial would be fetched at the start of training
     result = run_cli(["train", str(REPO / "recipes" / "sync_pretrain.yaml")])
     assert result.exit_code == 2
@@ -121,7 +120,6 @@ def test_missing_clips_quick_samples_full_counts_every_one(tmp_path):
 
 
 def test_batch_init_and_finished_run_problems_come_together(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAVKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CAVKIT_OFFLINE", "1")  # the published entry has a URL: offline, it cannot be fetched
     datafile = _write_clips(tmp_path / "data", ["a", "b", "c"], 2, {})
     (tmp_path / "run" / "weights").mkdir(parents=True)
@@ -172,7 +170,6 @@ def test_an_unfinished_run_is_named_and_overwrite_or_resume_lift_the_check(tmp_p
 
 def test_a_published_name_with_a_download_url_passes_without_touching_the_network(tmp_path, monkeypatch):
     """Online, an uncached built-in entry is fetchable (downloaded when the run starts); offline it is a problem."""
-    monkeypatch.setenv("CAVKIT_CACHE", str(tmp_path / "cache"))
     datafile = _write_clips(tmp_path / "data", ["a", "b", "c", "d"], 2, {})
     recipe = str(_recipe(tmp_path, datafile, init="weights:cav-mae-scale++"))
     online = run_cli(["recipe", "check", recipe, "--inputs", "quick"])
