@@ -53,10 +53,10 @@ def init_distributed(device: str | None = None) -> DistInfo:
     :param device: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
     """
     rank, world, local = world_from_env()
-    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise UsageError("device 'cuda' was requested but no CUDA device is available")
-    if use_cuda:
+    from cavkit.devices import resolve_device
+
+    use_cuda = resolve_device(device or "auto").type == "cuda"  # the one auto/availability rule
+    if use_cuda:  # the device index is this rank's local rank
         dev = torch.device("cuda", local % max(torch.cuda.device_count(), 1))
         torch.cuda.set_device(dev)
     else:
