@@ -4,7 +4,8 @@ A ``model.num_classes`` that disagrees with the label file would otherwise surfa
 deep inside the loss (or train a head whose extra outputs never see a positive). Two places ask:
 
 * :func:`label_count_findings`, part of the preflight of ``cavkit train`` and ``cavkit recipe
-  check --inputs``: reads each ``data.<role>.label_csv`` (or a dataset's ``num_classes`` setting);
+  check --inputs``: counts the classes of each ``data.<role>.label_csv`` the preflight read (or a
+  dataset's ``num_classes`` setting);
 * :func:`check_label_count`, in the trainer once the datasets are built (covers class counts that
   only the built dataset knows, e.g. a shards folder's own ``labels.csv``).
 """
@@ -40,15 +41,14 @@ def mismatch(recipe: Any, role: str, have: int) -> tuple[str, str, str] | None:
     )
 
 
-def label_count_findings(recipe: Any) -> list[Any]:
+def label_count_findings(recipe: Any, label_tables: Mapping[str, Any]) -> list[Any]:
     """Preflight findings: every dataset whose label file (or ``num_classes``) disagrees with the model.
 
-    A label file that is missing or unreadable is left to the preflight's file checks.
+    :param label_tables: the label CSVs the preflight read, by URI: a
+        :class:`~cavkit.data.datafile.LabelMap`, or the exception that stopped reading it. A label
+        file that is missing or unreadable is left to the preflight's file checks.
     """
-    from cavkit.data import storage
-    from cavkit.data.datafile import load_label_csv
     from cavkit.engine.preflight import Finding
-    from cavkit.errors import DataError
 
     if getattr(recipe.model.config, "num_classes", None) is None:
         return []
@@ -60,10 +60,7 @@ def label_count_findings(recipe: Any) -> list[Any]:
         label_csv = getattr(node.config, "label_csv", None)
         have = getattr(node.config, "num_classes", None)
         if label_csv:
-            try:
-                have = load_label_csv(label_csv).num_classes if storage.exists(label_csv) else None
-            except (DataError, OSError, ValueError):
-                have = None
+            have = getattr(label_tables.get(label_csv), "num_classes", None)
         found = mismatch(recipe, role, have) if isinstance(have, int) else None
         if found:
             findings.append(Finding(*found))

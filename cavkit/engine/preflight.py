@@ -12,7 +12,8 @@ with the setting it comes from and its fix, in a single :class:`PreflightError` 
   ``weights:`` names, published weights that are not in the cache and have no download URL, any
   download while ``CAVKIT_OFFLINE`` is set, unknown ``timm:`` models;
 * a ``--resume`` checkpoint that does not exist;
-* the precision against the device (fp16 needs CUDA; bf16 needs a GPU that supports it);
+* a ``--device`` that cannot be used here (:func:`cavkit.devices.resolve_device`, the rule training
+  uses), then the precision against the device (fp16 needs CUDA; bf16 needs a GPU that supports it);
 * a per-device batch larger than the training data;
 * a classifier's ``model.num_classes`` that disagrees with a label file (:mod:`cavkit.engine.label_count`);
 * a run directory that already holds a run (finished, or unfinished without ``--resume``).
@@ -144,12 +145,30 @@ def _check_clips(where: str, uri: str, entries: list, base: str, num_frames: int
     ]
 
 
-def _check_dataset(role: str, node: Any, full: bool, inputs: Any = None) -> tuple[list[Finding], int | None]:
+def _read_label_csv(uri: str, label_tables: dict[str, Any]) -> Any:
+    """The label CSV at ``uri`` read once per preflight: its :class:`~cavkit.data.datafile.LabelMap`,
+    or the error that stopped reading it, kept in ``label_tables`` for the other roles and the
+    class-count check (:func:`cavkit.engine.label_count.label_count_findings`)."""
+    from cavkit.data.datafile import load_label_csv
+    from cavkit.errors import DataError
+
+    if uri not in label_tables:
+        try:
+            label_tables[uri] = load_label_csv(uri)
+        except (DataError, OSError, ValueError) as exc:
+            label_tables[uri] = exc
+    return label_tables[uri]
+
+
+def _check_dataset(
+    role: str, node: Any, full: bool, inputs: Any = None, label_tables: dict[str, Any] | None = None
+) -> tuple[list[Finding], int | None]:
     """Files of one ``data.<role>`` node; returns findings and its clip count (``None`` if unknown).
 
     :param inputs: the model's :class:`~cavkit.models.inputs.InputSpec` (for the ``prepare`` fix).
+    :param label_tables: label CSVs already read, by URI (see :func:`_read_label_csv`); filled here.
     """
-    from cavkit.data.datafile import load_label_csv, read_datafile_entries
+    from cavkit.data.datafile import read_datafile_entries
     from cavkit.errors import DataError
 
     config = node.config
@@ -192,13 +211,12 @@ def _check_dataset(role: str, node: Any, full: bool, inputs: Any = None) -> tupl
                 )
             )
         else:
-            try:
-                load_label_csv(label_csv)
-            except (DataError, OSError, ValueError) as exc:
+            table = _read_label_csv(label_csv, {} if label_tables is None else label_tables)
+            if isinstance(table, Exception):
                 findings.append(
                     Finding(
                         f"data.{role}.label_csv",
-                        f"unreadable: {exc}",
+                        f"unreadable: {table}",
                         "expected a CSV with columns index,mid,display_name",
                     )
                 )
@@ -241,11 +259,16 @@ def _init_settings(recipe: Any) -> Iterable[tuple[str, str]]:
 
 # -- devices, batches, run directory -----------------------------------------------------------------
 def _check_precision(precision: str, device: str) -> list[Finding]:
+    """The device (resolved by :func:`cavkit.devices.resolve_device`, the rule training uses), then
+    the precision against it; a device that cannot be used is the one finding."""
     import torch
 
-    cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if device == "cuda" and not torch.cuda.is_available():
-        return [Finding("--device", "cuda was requested but no CUDA device is available", "use --device cpu")]
+    from cavkit.devices import resolve_device
+
+    try:
+        cuda = resolve_device(device).type == "cuda"
+    except UsageError as exc:  # its message names the option, the device and the fix
+        return [Finding("", str(exc))]
     if precision == "fp16" and not cuda:
         return [
             Finding(
@@ -330,16 +353,17 @@ def run_findings(
     findings: list[Finding] = []
     train_count = None
     model_inputs = _model_inputs(recipe)
+    label_tables: dict[str, Any] = {}  # every label CSV is read once, here, and reused below
     for role in ("train", "val", "eval"):
         node = getattr(recipe.data, role)
         if node is not None:
-            found, count = _check_dataset(role, node, inputs == "full", model_inputs)
+            found, count = _check_dataset(role, node, inputs == "full", model_inputs, label_tables)
             findings += found
             if role == "train":
                 train_count = count
     from cavkit.engine.label_count import label_count_findings
 
-    findings += label_count_findings(recipe)
+    findings += label_count_findings(recipe, label_tables)
     for where, uri in _init_settings(recipe):
         if resume is None:  # a resumed run loads its own weights
             findings += _check_init(where, uri, host)

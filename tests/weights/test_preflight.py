@@ -189,3 +189,83 @@ def test_a_missing_published_file_is_recognised_by_its_name_but_not_by_a_bare_nu
     assert fix.startswith("this is the published 'cav-mae-as2m-audio' (as_46.6.pth): use weights:cav-mae-as2m-audio")
     ((_, fix),) = checkpoint_problems("runs/x/50.pth", exists=lambda _: False)  # also an ablation file's name
     assert fix == "give an existing checkpoint, weights:NAME (`cavkit weights list`) or an http(s) URL"
+
+
+def _classifier_recipe(tmp_path: Path, datafile: Path, num_classes: int, **trainer) -> Path:
+    """:func:`_recipe` with a classifier of ``num_classes`` classes, validated on the training data."""
+    path = _recipe(tmp_path, datafile, **trainer)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["model"] = {
+        "type": "classifier",
+        "num_classes": num_classes,
+        "audio_length": 64,
+        "image_size": 32,
+        "embed_dim": 32,
+        "encoder": {"depth": 1, "num_heads": 2},
+    }
+    recipe["objectives"] = [{"type": "classification", "loss": "bce"}]
+    recipe["data"]["val"] = dict(recipe["data"]["train"])  # the same label CSV for both roles
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_the_label_csv_is_opened_once_for_the_file_check_and_the_class_count(tmp_path, monkeypatch):
+    from fsspec.implementations.local import LocalFileSystem
+
+    datafile = _write_clips(tmp_path / "data", ["a", "b", "c", "d"], 2, {})
+    labels = datafile.parent / "labels.csv"  # one class, used by data.train and data.val
+    loaded = load_recipe(str(_classifier_recipe(tmp_path, datafile, num_classes=3)), [])
+    opened: list[str] = []
+    real_open = LocalFileSystem._open
+
+    def counting_open(self, path, *args, **kwargs):
+        opened.append(str(path))
+        return real_open(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(LocalFileSystem, "_open", counting_open)
+    findings = run_findings(loaded, run_dir=str(tmp_path / "run"), device="cpu")
+    assert [f.where for f in findings] == ["data.train.label_csv", "data.val.label_csv"]
+    assert all(f"the label file {labels} lists 1 classes but model.num_classes is 3" == f.message for f in findings)
+    assert opened.count(str(labels)) == 1
+
+
+def test_an_unreadable_label_csv_is_one_finding_and_no_class_count_guess(tmp_path):
+    datafile = _write_clips(tmp_path / "data", ["a", "b", "c", "d"], 2, {})
+    (datafile.parent / "labels.csv").write_text("video_id,labels\nx,/m/a\n")  # a --labels file, not a label CSV
+    loaded = load_recipe(str(_classifier_recipe(tmp_path, datafile, num_classes=3)), [])
+    (finding,) = run_findings(loaded, run_dir=str(tmp_path / "run"), device="cpu")
+    assert finding.where == "data.train.label_csv, data.val.label_csv"
+    assert finding.message.startswith("unreadable: label CSV ") and "needs the header 'index,mid,display_name'" in finding.message
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_a_cuda_device_without_cuda_is_one_finding_worded_as_training_words_it(tmp_path, monkeypatch, device):
+    from cavkit.devices import resolve_device
+    from cavkit.errors import UsageError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine has no CUDA
+    datafile = _write_clips(tmp_path / "data", ["a", "b", "c", "d"], 2, {})
+    loaded = load_recipe(str(_recipe(tmp_path, datafile, precision="fp16")), [])
+    (finding,) = run_findings(loaded, run_dir=str(tmp_path / "run"), device=device)
+    with pytest.raises(UsageError) as raised:
+        resolve_device(device)  # what training itself would stop with
+    assert str(finding) == str(raised.value) == f"--device {device}: no CUDA device is available here; use --device cpu"
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_auto_and_cpu_on_a_machine_without_cuda_are_no_device_finding(tmp_path, monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    datafile = _write_clips(tmp_path / "data", ["a", "b", "c", "d"], 2, {})
+    assert run_findings(load_recipe(str(_recipe(tmp_path, datafile)), []), run_dir=str(tmp_path / "run"), device=device) == []
+    fp16 = load_recipe(str(_recipe(tmp_path, datafile, precision="fp16")), [])
+    (finding,) = run_findings(fp16, run_dir=str(tmp_path / "run"), device=device)
+    assert finding.where == "trainer.precision" and finding.message.startswith("fp16 needs a CUDA device")
+
+
+def test_train_with_device_cuda_without_cuda_reports_the_fix_and_starts_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    datafile = _write_clips(tmp_path / "data", ["a", "b", "c", "d"], 2, {})
+    result = run_cli(["train", str(_recipe(tmp_path, datafile)), "--device", "cuda"])
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "1 problem before training (nothing was started):\n  - --device cuda: no CUDA device is available here; use --device cpu" in result.stderr
+    assert not (tmp_path / "run").exists()
