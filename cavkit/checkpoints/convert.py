@@ -65,10 +65,10 @@ def convert(src: str, dst: str, *, target: str = "auto", overrides: Iterable[str
 
     :returns: the URIs written.
     """
-    layout = read_checkpoint(src, host=host).layout
+    contents = read_checkpoint(src, host=host)  # read once: its layout picks the target, then it loads
     if target == "auto":
-        target = "cavkit" if layout == "upstream" else "upstream"
-    model = load_model(src, overrides=list(overrides), host=host)
+        target = "cavkit" if contents.layout == "upstream" else "upstream"
+    model = load_model(contents, overrides=list(overrides), host=host)
     if target == "cavkit":
         if not dst.endswith(".safetensors"):
             raise UsageError(f"{dst}: the cavkit format is a .safetensors file; name the output *.safetensors")

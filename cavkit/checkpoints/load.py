@@ -19,14 +19,14 @@ from typing import Any
 import torch
 
 from cavkit.checkpoints.build import build_model_node, model_node_for
-from cavkit.checkpoints.read import read_checkpoint
+from cavkit.checkpoints.read import CheckpointContents, checkpoint_contents, read_checkpoint
 from cavkit.checkpoints.state_dict import display_key, load_state_strict, to_cavkit_keys
 from cavkit.errors import CheckpointError
 from cavkit.models.inputs import InputSpec
 
 
 def load_model(
-    uri: str,
+    checkpoint: str | CheckpointContents,
     *,
     expect: str | None = None,
     overrides=None,
@@ -36,6 +36,8 @@ def load_model(
 ) -> torch.nn.Module:
     """Load any supported checkpoint into a ready model (strict; eval mode unless ``eval=False``).
 
+    :param checkpoint: the checkpoint's URI, or its :class:`~cavkit.checkpoints.read.CheckpointContents`
+        when the caller has read it already (the file is then not read again).
     :param expect: the model type the caller needs (``cav_mae``, ``cav_mae_sync``, ``classifier``);
         a checkpoint of another model is a :class:`CheckpointError`.
     :param overrides: ``["encoder.num_heads=2", ...]`` or a nested mapping applied to the model node
@@ -46,7 +48,8 @@ def load_model(
     file when stored there and the model class declares none; otherwise
     :func:`cavkit.models.inputs.input_spec_of` derives it from ``model.cavkit_node``.
     """
-    contents = read_checkpoint(uri, host=host)
+    contents = checkpoint_contents(checkpoint, host=host)
+    uri = contents.uri
     node_data = model_node_for(contents, overrides)
     if expect is not None and node_data.get("type") != expect:
         raise CheckpointError(

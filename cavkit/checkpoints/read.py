@@ -43,6 +43,7 @@ class CheckpointContents:
     layout: str  # "cavkit" | "upstream"
     node: dict[str, Any] | None = None
     inputs: InputSpec | None = None  # the model's stored input declaration (cavkit files since 0.2)
+    recipe: str | None = None  # the whole stored recipe text (objectives too, not only ``model:``)
 
 
 def read_checkpoint_bytes(uri: str, *, host: Any = None) -> bytes:
@@ -119,7 +120,17 @@ def read_checkpoint(uri: str, *, host: Any = None) -> CheckpointContents:
     node = model_node_from_recipe(text, uri) if text else None
     inputs = stored_inputs(uri, stored)
     state = K.strip_dataparallel(state)
-    return CheckpointContents(uri=uri, state=dict(state), layout=_layout(state, uri), node=node, inputs=inputs)
+    return CheckpointContents(
+        uri=uri, state=dict(state), layout=_layout(state, uri), node=node, inputs=inputs, recipe=text
+    )
+
+
+def checkpoint_contents(checkpoint: str | CheckpointContents, *, host: Any = None) -> CheckpointContents:
+    """``checkpoint`` itself when it was already read, else :func:`read_checkpoint` of that URI: a
+    command reads its checkpoint once and hands the contents to every step that needs them."""
+    if isinstance(checkpoint, CheckpointContents):
+        return checkpoint
+    return read_checkpoint(checkpoint, host=host)
 
 
 def _load_safetensors(uri: str, data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -32,12 +32,23 @@ class PictureInputs:
     model_overrides: tuple[str, ...]
     device: str
 
-    def load_model(self, host: Any) -> tuple[Any, Any]:
-        """``(model in eval mode, torch device it is on)``, validated against ``host``'s registry."""
+    def read_checkpoint(self, host: Any) -> Any:
+        """The ``--checkpoint`` file's :class:`~cavkit.checkpoints.read.CheckpointContents`, for a command
+        that inspects it before :meth:`load_model` (so that the file is read once)."""
+        from cavkit.checkpoints.read import read_checkpoint
+
+        return read_checkpoint(self.checkpoint, host=host)
+
+    def load_model(self, host: Any, contents: Any = None) -> tuple[Any, Any]:
+        """``(model in eval mode, torch device it is on)``, validated against ``host``'s registry.
+
+        :param contents: the checkpoint as :meth:`read_checkpoint` returned it (``None``: read it now).
+        """
         from cavkit.pictures.sources import load_picture_model
 
         dev = resolve_device(self.device)
-        return load_picture_model(self.checkpoint, dev, self.model_overrides, host=host), dev
+        checkpoint = self.checkpoint if contents is None else contents
+        return load_picture_model(checkpoint, dev, self.model_overrides, host=host), dev
 
     def dataset(self, model: Any, mode: str) -> Any:
         """The clips for ``model`` in dataset ``mode`` (``eval``: one frame; ``retrieval``: every frame)."""
@@ -139,9 +150,10 @@ def inpaint_command(inputs, pick, ratios, visual_ratio, modes, seed, pixel_targe
         arrays=arrays,
     )
     host = get_plugin_host()
-    how = require_pixel_targets(inputs.checkpoint, pixel_targets, host=host)
+    contents = inputs.read_checkpoint(host)
+    how = require_pixel_targets(contents, pixel_targets, host=host)
     click.echo(f"pixel targets: {how}", err=True)
-    model, dev = inputs.load_model(host)
+    model, dev = inputs.load_model(host, contents)
     items = select_items(inputs.dataset(model, "eval"), *pick)
     inpaint_clips(
         model,

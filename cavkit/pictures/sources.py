@@ -15,6 +15,7 @@ import yaml
 from cavkit.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cavkit.checkpoints.read import CheckpointContents
     from cavkit.plugins import PluginHost
 
 
@@ -46,20 +47,26 @@ def recipe_norm_pix(recipe_text: str | None) -> bool | str | None:
     return "no-mae"
 
 
-def require_pixel_targets(uri: str, declared: bool, *, host: "PluginHost") -> str:
+def require_pixel_targets(checkpoint: "str | CheckpointContents", declared: bool, *, host: "PluginHost") -> str:
     """Refuse checkpoints that cannot draw pixels; return how the decision was made (for the log).
 
     Training checkpoints and run weights (``<run>/weights/*.safetensors``) carry the resolved
     recipe, whose ``mae`` objective says ``norm_pix_loss``. Official ``.pth`` files and converted
     weights carry no objectives, so the user must vouch with ``declared`` (``--pixel-targets``).
 
+    :param checkpoint: the checkpoint's URI (only its recipe is read), or its contents when the
+        caller has read it already (the command does, to read the file once).
     :param host: the plugin host whose registry names ``weights:`` entries.
     :raises UsageError: a norm-pix checkpoint, a model never trained with ``mae``, or an unrecorded
         one without the flag.
     """
     from cavkit.checkpoints.read import stored_recipe_text
 
-    norm_pix = recipe_norm_pix(stored_recipe_text(uri, host=host))
+    if isinstance(checkpoint, str):
+        uri, recipe = checkpoint, stored_recipe_text(checkpoint, host=host)
+    else:
+        uri, recipe = checkpoint.uri, checkpoint.recipe
+    norm_pix = recipe_norm_pix(recipe)
     if norm_pix is None:
         if declared:
             return "--pixel-targets given (the checkpoint does not record its training objectives)"
@@ -81,9 +88,11 @@ def require_pixel_targets(uri: str, declared: bool, *, host: "PluginHost") -> st
     return "recipe: mae objective with norm_pix_loss false"
 
 
-def load_picture_model(checkpoint: str, device: Any, overrides: tuple[str, ...] = (), *, host: "PluginHost") -> Any:
-    """A model in eval mode on ``device`` (any checkpoint :func:`cavkit.checkpoints.load.load_model` reads),
-    validated against ``host``'s registry.
+def load_picture_model(
+    checkpoint: "str | CheckpointContents", device: Any, overrides: tuple[str, ...] = (), *, host: "PluginHost"
+) -> Any:
+    """A model in eval mode on ``device`` (any checkpoint :func:`cavkit.checkpoints.load.load_model` reads,
+    by URI or as contents already read), validated against ``host``'s registry.
 
     :param overrides: ``KEY=VALUE`` model settings a checkpoint cannot record (``encoder.num_heads=2``).
     """
