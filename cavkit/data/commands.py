@@ -12,7 +12,7 @@ import click
 @click.command("prepare")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "-o", required=True, help="Output folder or URI (audio/, frames/, datafile.json, ...).")
-@click.option("--model", type=click.Choice(["cav_mae", "cav_mae_sync"]), default="cav_mae", show_default=True, help="Sets the frame count: 10 for cav_mae, 16 for cav_mae_sync.")
+@click.option("--model", metavar="MODEL", default="cav_mae", show_default=True, help="Registered model the clips are for (`cavkit components model`); sets the frame count from its input declaration: 10 for cav_mae, 16 for cav_mae_sync.")
 @click.option("--frames", type=int, default=None, help="Frames per clip (overrides --model).")
 @click.option("--frame-method", type=click.Choice(["cavmae", "linspace"]), default="cavmae", show_default=True, help="cavmae: int(i*N/n)-1 over the first 10 s (published); linspace: Sync dev extractor.")
 @click.option("--image-size", type=int, default=224, show_default=True, help="Saved frame side (Resize short side + CenterCrop).")
@@ -34,8 +34,9 @@ def prepare_command(inputs, out, model, frames, frame_method, image_size, labels
     from cavkit.data import datafile as df
     from cavkit.data.prepare import PrepareOptions, load_label_table, prepare
     from cavkit.errors import UsageError
+    from cavkit.plugins import get_plugin_host
 
-    num_frames = frames or (16 if model == "cav_mae_sync" else 10)
+    num_frames = model_frames(model, get_plugin_host(), frames)
     if num_frames < 1 or image_size < 16 or workers < 1:
         raise UsageError("--frames must be >= 1, --image-size >= 16 and --workers >= 1")
     options = PrepareOptions(out=out, num_frames=num_frames, frame_method=frame_method, image_size=image_size, min_seconds=min_seconds, relative_paths=relative_paths, overwrite=overwrite)
@@ -47,6 +48,39 @@ def prepare_command(inputs, out, model, frames, frame_method, image_size, labels
     click.echo(f"datafile: {out.rstrip('/')}/datafile.json")
     if summary.count("prepared") + summary.count("skipped") == 0:
         raise UsageError("no clip could be prepared (see the reasons above)")
+
+
+def model_frames(name: str, host, frames: int | None = None) -> int:
+    """Frames per clip for ``cavkit prepare --model NAME``: ``frames`` (``--frames``) when given, else
+    the registered model's :class:`~cavkit.models.inputs.InputSpec` ``num_frames``, else the
+    ``num_frames`` default of the built-in dataset for its input layout (``cav_mae``: 10 for whole
+    clips, ``cav_mae_sync``: 16 for frame segments).
+
+    The declaration is read from the registered factory (a model class's ``input_spec``), else
+    derived from the model's default config (the built-in models).
+
+    :raises UsageError: ``name`` is not a registered model (the message lists those that are).
+    """
+    import attrs
+
+    from cavkit.checkpoints.build import build_model_node
+    from cavkit.errors import AmbiguousComponentError, UnknownComponentError, UsageError
+    from cavkit.models.inputs import InputSpec, dataset_type_for, derive_input_spec
+
+    registry = host.registry
+    try:
+        spec = registry.get("model", name, failed_plugins=host.failed_names())
+    except (UnknownComponentError, AmbiguousComponentError) as exc:
+        raise UsageError(f"--model: {exc}; the registered models are {', '.join(registry.names('model'))}") from None
+    if frames is not None:
+        return frames
+    declared = getattr(spec.factory_callable(), "input_spec", None)
+    if not isinstance(declared, InputSpec):
+        declared = derive_input_spec(build_model_node({"type": name}, source=f"--model {name}", host=host))
+    if declared.num_frames:
+        return declared.num_frames
+    dataset = registry.get("dataset", dataset_type_for(declared)).config_class()
+    return attrs.fields_dict(dataset)["num_frames"].default
 
 
 @click.group("data")
