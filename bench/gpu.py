@@ -1,9 +1,9 @@
 """What cavkit promises on an accelerator, in one table (issue 15).
 
-Sections, each timed in this process:
+Sections, in the order they run (``--sections`` picks some):
 
-1. **Training step** of the full-size CAV-MAE and CAV-MAE Sync (forward, MAE + contrastive loss with
-   weights 1 and 0.01, backward, Adam step) in four settings:
+1. **steps**: a training step of the full-size CAV-MAE and CAV-MAE Sync (forward, MAE + contrastive
+   loss with weights 1 and 0.01, backward, Adam step) in four settings:
 
    ===========================  ===================================================================
    fp32 eager                   the published model's arithmetic (plain softmax(q·kᵀ)·v attention)
@@ -15,13 +15,19 @@ Sections, each timed in this process:
    Per row: step time (the fastest of ``--steps`` after warm-up), samples/s, peak allocated memory
    (weights, Adam state and activations), MFU (model FLOPs of the step counted with
    ``torch.utils.flop_counter`` divided by step time and ``--peak-tflops``, the bf16 dense peak, for
-   every row) and the first step's loss on the same batch and masking noise (rows must agree).
-2. **Largest per-device batch** that fits in bf16 sdpa (doubling, then bisection, up to ``--max-batch``).
-3. **Input pipeline**: items/s of cavkit's CAV-MAE and Sync training datasets through a
-   ``DataLoader`` with N workers on generated 10 s clips (16 kHz wav + 16 JPEG frames of 224x224), next
-   to the bf16 sdpa + compile step's samples/s: a ratio below 1 means the run is input-bound with
-   that many workers per device.
-4. **Retrieval** at the VGGSound scale N=1545 clips x K=16 frames x D=768 (spec §8.2).
+   every row), the first step's loss on the same batch and masking noise (rows must agree) and the
+   first step's time (for the compiled row: the compilation).
+2. **loaders**: items/s of cavkit's CAV-MAE and Sync training datasets through a ``DataLoader`` with
+   N workers on generated 10 s clips (16 kHz wav + 16 JPEG frames of 224x224), divided by the
+   model's fastest measured step's samples/s: below 1 the run is input-bound with that many workers.
+3. **retrieval** at the VGGSound scale N=1545 clips x K=16 frames x D=768 (spec §8.2).
+4. **max_batch**: the largest per-device batch that fits in bf16 sdpa (doubling, then bisection, up
+   to ``--max-batch``); last, because it is the open-ended one.
+
+Device time is scarce, so a failing setting (a ``torch.compile`` error, a DataLoader worker that
+cannot start) is recorded and printed with its traceback and the rest still runs; ``--json`` is
+rewritten after every section, so a run stopped at its limit keeps what it measured; ``--budget-s``
+starts no section and no batch-search step past that many seconds. Exit status 1 if anything failed.
 
     python bench/gpu.py                      # on a GPU: < 8 minutes on one H100/H200
     python bench/gpu.py --tiny               # on CPU in seconds: checks the script (numbers mean nothing)
@@ -37,14 +43,15 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # step_parts, cavkit
 
-MODELS = ("cav_mae", "cav_mae_sync")
+from step_parts import MODELS, PretrainLoss, build_model, count_flops, make_batch  # noqa: E402
 
 #: (label, attention implementation, autocast dtype, torch.compile)
 MODES = (
@@ -54,14 +61,8 @@ MODES = (
     ("bf16 sdpa + compile", "sdpa", torch.bfloat16, True),
 )
 
-#: a tiny configuration for checking this script on CPU (``--tiny``); not a benchmark
-TINY_MODEL = {
-    "embed_dim": 32,
-    "audio_length": 64,
-    "image_size": 32,
-    "encoder": {"depth": 1, "num_heads": 2},
-    "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-}
+#: the sections in the order they run: the step table first, the open-ended batch search last
+SECTIONS = ("steps", "loaders", "retrieval", "max_batch")
 
 
 def synchronize(device: torch.device) -> None:
@@ -69,44 +70,25 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build_model(name: str, attn_impl: str, device: torch.device, tiny: bool) -> torch.nn.Module:
-    """The registered model ``name`` at full size (or :data:`TINY_MODEL`), seeded identically."""
-    from cavkit.checkpoints.build import build_model_node
-    from cavkit.nn.blocks import set_attn_impl
-
-    torch.manual_seed(0)
-    model = build_model_node({"type": name, **(TINY_MODEL if tiny else {})}).build().to(device)
-    set_attn_impl(model, attn_impl)
-    return model.train()
-
-
-def make_batch(model: torch.nn.Module, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random fbank ``[B,T,128]`` and images ``[B,3,H,W]`` of the model's input size."""
-    g = torch.Generator().manual_seed(1)
-    t = model.audio_tokenizer.audio_length
-    h = model.visual_tokenizer.image_size
-    return torch.randn(batch, t, 128, generator=g).to(device), torch.randn(batch, 3, h, h, generator=g).to(device)
+def release(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 class TrainStep:
     """One optimiser step: autocast forward, MAE + 0.01 contrastive loss, (scaled) backward, Adam."""
 
     def __init__(self, model: torch.nn.Module, name: str, dtype: torch.dtype | None, compiled: bool, backend: str):
-        from cavkit.objectives.infonce import InfoNCE, SyncContrastive
-        from cavkit.objectives.mae import MAELoss
-
         self.model, self.dtype = model, dtype
         self.forward = torch.compile(model, backend=backend) if compiled else model
-        self.mae = MAELoss(norm_pix_loss=True)
-        self.contrast = SyncContrastive() if name == "cav_mae_sync" else InfoNCE()
+        self.loss_of = PretrainLoss(name)
         self.device = next(model.parameters()).device
         self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
 
-    def __call__(self, audio: torch.Tensor, image: torch.Tensor) -> float:
+    def __call__(self, audio: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
-            out = self.forward(audio, image)
-            loss = self.mae({}, out).loss + 0.01 * self.contrast({}, out).loss
+            loss = self.loss_of(self.forward(audio, image))
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -115,15 +97,14 @@ class TrainStep:
 
 
 def step_flops(name: str, device: torch.device, batch: int, tiny: bool) -> int:
-    """Model FLOPs of one fp32 forward + backward (matmuls and attention, as counted by torch)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """Model FLOPs of one fp32 training step (matmuls and attention, as counted by torch)."""
     model = build_model(name, "eager", device, tiny)
     audio, image = make_batch(model, batch, device)
     step = TrainStep(model, name, None, False, "inductor")
-    with FlopCounterMode(display=False) as counter:
-        step(audio, image)
-    return counter.get_total_flops()
+    flops = count_flops(lambda: step(audio, image))
+    del step, model
+    release(device)
+    return flops
 
 
 def bench_mode(name: str, mode: tuple, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
@@ -134,7 +115,9 @@ def bench_mode(name: str, mode: tuple, args: argparse.Namespace, device: torch.d
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(2)  # the same masking noise for every mode's first step
+    started = time.perf_counter()
     first_loss = float(step(audio, image))
+    first_step_s = time.perf_counter() - started  # includes torch.compile's compilation
     for _ in range(args.warmup + (2 if compiled else 0)):
         step(audio, image)
     times = []
@@ -146,11 +129,28 @@ def bench_mode(name: str, mode: tuple, args: argparse.Namespace, device: torch.d
         times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     del step, model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    release(device)
     t = min(times)  # the fastest step: the least disturbed by anything else on the machine
     return {"model": name, "mode": label, "batch": args.batch, "step_s": t, "samples_per_s": args.batch / t,
-            "peak_gib": peak, "first_loss": first_loss}
+            "peak_gib": peak, "first_loss": first_loss, "first_step_s": first_step_s}
+
+
+def bench_steps(args: argparse.Namespace, device: torch.device, report: dict[str, Any]) -> None:
+    """Section 1: every model in every mode; a mode that fails is recorded and the others still run."""
+    for name in args.models:
+        flops = guarded(report, f"steps/{name}/flops", lambda: step_flops(name, device, args.batch, args.tiny))
+        rows = []
+        for mode in MODES:
+            row = guarded(report, f"steps/{name}/{mode[0]}", lambda: bench_mode(name, mode, args, device))
+            rows.append(row or {"model": name, "mode": mode[0], "batch": args.batch, "failed": True})
+        fp32 = rows[0].get("step_s")
+        for row in rows:
+            if "step_s" in row:
+                row["flops"] = flops
+                row["mfu"] = flops / row["step_s"] / (args.peak_tflops * 1e12) if flops else None
+                row["speedup"] = fp32 / row["step_s"] if fp32 else None
+        report["steps"] += rows
+        save(report, args)
 
 
 def fits(name: str, batch: int, args: argparse.Namespace, device: torch.device) -> bool:
@@ -167,25 +167,32 @@ def fits(name: str, batch: int, args: argparse.Namespace, device: torch.device) 
         return False
     finally:
         del model, step, audio, image
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        release(device)
 
 
-def largest_batch(name: str, args: argparse.Namespace, device: torch.device) -> tuple[int, bool]:
-    """(largest batch found, whether the search hit ``--max-batch`` before running out of memory)."""
-    good, bad = 0, None
+def largest_batch(name: str, args: argparse.Namespace, device: torch.device, out_of_time: Callable[[], bool]) -> dict:
+    """The largest batch found by doubling from ``--batch`` then bisecting to within ~6 %.
+
+    ``capped``: every batch up to ``--max-batch`` fitted; ``stopped``: the time budget ran out first, so
+    the batch is a lower bound.
+    """
+    good, bad, stopped = 0, None, False
     batch = max(1, args.batch)
     while batch <= args.max_batch:
+        if out_of_time():
+            stopped = True
+            break
         if not fits(name, batch, args, device):
             bad = batch
             break
         good, batch = batch, batch * 2
-    if bad is None:
-        return good, True
-    while bad - good > max(1, good // 16):  # bisect to within ~6%
+    while bad is not None and bad - good > max(1, good // 16):
+        if out_of_time():
+            stopped = True
+            break
         mid = (good + bad) // 2
         good, bad = (mid, bad) if fits(name, mid, args, device) else (good, mid)
-    return good, False
+    return {"model": name, "batch": good, "capped": bad is None and not stopped, "stopped": stopped}
 
 
 def make_clips(root: Path, count: int, image_size: int) -> str:
@@ -229,11 +236,11 @@ def loader_rate(dataset, workers: int, batch: int, items: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def bench_loaders(args: argparse.Namespace) -> list[dict[str, Any]]:
+def bench_loaders(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """Section 3: items/s per dataset and worker count, next to the fastest measured step of that model."""
     from cavkit.data.configs import CavMaeDataConfig, SyncDataConfig
     from cavkit.data.datasets import CavMaeDataset, SyncDataset
 
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         datafile = make_clips(Path(tmp), args.clips, 32 if args.tiny else 224)
         datasets = {
@@ -241,10 +248,17 @@ def bench_loaders(args: argparse.Namespace) -> list[dict[str, Any]]:
             "cav_mae_sync": SyncDataset(SyncDataConfig(datafile=datafile, mode="train")),
         }
         for name, dataset in datasets.items():
+            measured = [r for r in report["steps"] if r["model"] == name and "samples_per_s" in r]
+            fastest = max(measured, key=lambda r: r["samples_per_s"], default=None)
             for workers in args.workers:
-                rate = loader_rate(dataset, workers, args.loader_batch, args.loader_items)
-                rows.append({"dataset": name, "workers": workers, "items_per_s": rate})
-    return rows
+                rate = guarded(report, f"loaders/{name}/{workers} workers",
+                               lambda: loader_rate(dataset, workers, args.loader_batch, args.loader_items))
+                if rate is None:
+                    continue
+                row = {"dataset": name, "workers": workers, "items_per_s": rate, "vs_step": None, "vs_mode": None}
+                if fastest:
+                    row["vs_step"], row["vs_mode"] = rate / fastest["samples_per_s"], fastest["mode"]
+                report["loaders"].append(row)
 
 
 def bench_retrieval(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
@@ -273,33 +287,82 @@ def bench_retrieval(args: argparse.Namespace, device: torch.device) -> list[dict
     return rows
 
 
+def _number(value: float | None, spec: str, scale: float = 1.0) -> str:
+    return "-" if value is None else format(value * scale, spec)
+
+
 def print_table(report: dict[str, Any]) -> None:
-    env = report["environment"]
-    print(f"cavkit GPU bench on {env['device_name']} | torch {env['torch']} | CUDA {env['cuda']} | "
-          f"batch {report['args']['batch']} | step time: fastest of {report['args']['steps']} steps (wall clock, synchronised) | compile backend "
-          f"{report['args']['compile_backend']} | MFU against {report['args']['peak_tflops']:g} TFLOP/s")
+    env, a = report["environment"], report["args"]
+    print(f"cavkit GPU bench on {env['device_name']} | torch {env['torch']} | CUDA {env['cuda']} | batch {a['batch']} | "
+          f"step time: fastest of {a['steps']} steps (wall clock, synchronised) | compile backend "
+          f"{a['compile_backend']} | MFU against {a['peak_tflops']:g} TFLOP/s")
     print(f"\n{'model':<14}{'setting':<26}{'step ms':>9}{'samples/s':>11}{'peak GiB':>10}{'MFU %':>8}"
-          f"{'loss@1':>10}{'vs fp32':>9}")
+          f"{'loss@1':>10}{'vs fp32':>9}{'1st step s':>12}")
     for row in report["steps"]:
-        peak = "-" if row["peak_gib"] is None else f"{row['peak_gib']:.1f}"
+        if "step_s" not in row:
+            print(f"{row['model']:<14}{row['mode']:<26}  failed (see errors below)")
+            continue
+        speedup = _number(row["speedup"], ".2f") + "x"
         print(f"{row['model']:<14}{row['mode']:<26}{row['step_s'] * 1e3:>9.1f}{row['samples_per_s']:>11.1f}"
-              f"{peak:>10}{row['mfu'] * 100:>8.1f}{row['first_loss']:>10.4f}{row['speedup']:>8.2f}x")
+              f"{_number(row['peak_gib'], '.1f'):>10}{_number(row['mfu'], '.1f', 100):>8}{row['first_loss']:>10.4f}"
+              f"{speedup:>9}{row['first_step_s']:>12.1f}")
     print("\nlargest per-device batch (bf16 sdpa, one step):")
     for row in report["max_batch"]:
-        print(f"  {row['model']:<14}{'>= ' if row['capped'] else ''}{row['batch']}")
-    print("\ninput pipeline (DataLoader items/s vs the bf16 sdpa + compile step's samples/s):")
+        bound = ">= " if row["capped"] or row["stopped"] else ""
+        note = " (the time budget ran out: a lower bound)" if row["stopped"] else ""
+        print(f"  {row['model']:<14}{bound}{row['batch']}{note}")
+    print("\ninput pipeline (DataLoader items/s vs the model's fastest measured step, samples/s):")
     for row in report["loaders"]:
-        print(f"  {row['dataset']:<14}workers {row['workers']:>3}: {row['items_per_s']:>9.1f} items/s  "
-              f"x{row['vs_step']:.2f} of the step {'(input-bound)' if row['vs_step'] < 1 else ''}")
+        vs = "no step measured" if row["vs_step"] is None else (
+            f"x{row['vs_step']:.2f} of the {row['vs_mode']} step {'(input-bound)' if row['vs_step'] < 1 else ''}")
+        print(f"  {row['dataset']:<14}workers {row['workers']:>3}: {row['items_per_s']:>9.1f} items/s  {vs}")
     print("\nretrieval:")
     for row in report["retrieval"]:
         print(f"  N={row['n']} x K={row['frames']} x D={row['dim']} {row['strategies']:<38}{row['seconds']:>8.3f} s")
+    if report["skipped"]:
+        print(f"\nskipped (time budget of {a['budget_s']} s spent): {', '.join(report['skipped'])}")
+    for error in report["errors"]:
+        print(f"\nFAILED {error['where']}: {error['error']}")
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def guarded(report: dict[str, Any], where: str, measure: Callable[[], Any]) -> Any:
+    """``measure()``, or None with the failure recorded, so one failing setting costs only its own row.
+
+    Device time is scarce: a ``torch.compile`` or DataLoader-worker failure must not lose the other rows.
+    """
+    try:
+        return measure()
+    except Exception as exc:  # noqa: BLE001 - recorded in the report and printed, never swallowed
+        traceback.print_exc()
+        report["errors"].append({"where": where, "error": f"{type(exc).__name__}: {exc}"})
+        return None
+
+
+def save(report: dict[str, Any], args: argparse.Namespace) -> None:
+    """Write the report so far, so a run stopped at its time limit still leaves its numbers."""
+    if args.json:
+        path = Path(args.json)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(report, indent=2, default=str))
+        partial.replace(path)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    env = {"device_name": "cpu", "torch": torch.__version__, "cuda": torch.version.cuda, "cpus": os.cpu_count() or 1,
+           "matmul_tf32": torch.backends.cuda.matmul.allow_tf32, "cudnn_tf32": torch.backends.cudnn.allow_tf32}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env.update(device_name=props.name, memory_gib=props.total_memory / 2**30,
+                   multiprocessors=props.multi_processor_count, cudnn=torch.backends.cudnn.version())
+    return env
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS,
+                        help="which sections to run (they always run in the order steps, loaders, retrieval, max_batch)")
     parser.add_argument("--batch", type=int, default=48, help="per-device batch of the timed steps (published: 48)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per setting")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing (compile adds 2)")
@@ -310,8 +373,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, nargs="+", default=None, help="DataLoader workers to try")
     parser.add_argument("--loader-batch", type=int, default=48)
     parser.add_argument("--loader-items", type=int, default=960, help="items timed per loader setting")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no section and no batch-search step after this many seconds (the rest is reported as skipped)")
     parser.add_argument("--tiny", action="store_true", help="tiny models and data on CPU: checks the script in seconds")
-    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file (after every section)")
     args = parser.parse_args(argv)
     if args.tiny:
         args.batch, args.steps, args.warmup, args.max_batch = 4, 2, 1, 16
@@ -321,36 +386,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.compile_backend = "eager"  # dynamo capture without C++ code generation: seconds, not minutes
     cpus = os.cpu_count() or 1
     args.workers = args.workers or sorted({0, min(4, cpus), min(8, cpus), cpus})
-    device = torch.device(args.device)
+    return args
 
-    report: dict[str, Any] = {
-        "args": vars(args),
-        "environment": {
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch": torch.__version__, "cuda": torch.version.cuda, "cpus": cpus,
-        },
-        "steps": [], "max_batch": [], "loaders": [], "retrieval": [],
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the chosen sections, print the table; the report (also ``--json``) holds failures and skips."""
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    started = time.monotonic()
+
+    def out_of_time() -> bool:
+        return args.budget_s is not None and time.monotonic() - started > args.budget_s
+
+    report: dict[str, Any] = {"args": vars(args), "environment": environment(device), "steps": [], "max_batch": [],
+                              "loaders": [], "retrieval": [], "skipped": [], "errors": []}
+    sections = {
+        "steps": lambda: bench_steps(args, device, report),
+        "loaders": lambda: bench_loaders(args, report),
+        "retrieval": lambda: report["retrieval"].extend(bench_retrieval(args, device)),
+        "max_batch": lambda: report["max_batch"].extend(
+            guarded(report, f"max_batch/{name}", lambda: largest_batch(name, args, device, out_of_time))
+            or {"model": name, "batch": 0, "capped": False, "stopped": False, "failed": True}
+            for name in args.models),
     }
-    for name in args.models:
-        flops = step_flops(name, device, args.batch, args.tiny)
-        rows = [bench_mode(name, mode, args, device) for mode in MODES]
-        for row in rows:
-            row["flops"] = flops
-            row["mfu"] = flops / row["step_s"] / (args.peak_tflops * 1e12)
-            row["speedup"] = rows[0]["step_s"] / row["step_s"]
-        report["steps"] += rows
-        batch, capped = largest_batch(name, args, device)
-        report["max_batch"].append({"model": name, "batch": batch, "capped": capped})
-    fastest = {r["model"]: r["samples_per_s"] for r in report["steps"] if r["mode"] == MODES[-1][0]}
-    for row in bench_loaders(args):
-        row["vs_step"] = row["items_per_s"] / fastest.get(row["dataset"], math.inf)
-        report["loaders"].append(row)
-    report["retrieval"] = bench_retrieval(args, device)
+    for section in SECTIONS:
+        if section not in args.sections:
+            continue
+        if out_of_time():
+            report["skipped"].append(section)
+        else:
+            guarded(report, section, sections[section])
+        save(report, args)
+    report["seconds"] = time.monotonic() - started
+    save(report, args)
     print_table(report)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
     return report
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if main()["errors"] else 0)

@@ -11,13 +11,11 @@ machine barely move, unlike wall time; on CUDA it is wall time after a synchroni
 The peak memory of a step is measured in a fresh child process per build (CPU: growth of the
 resident set over the step; GPU: ``torch.cuda.max_memory_allocated``).
 
-On a CUDA device it also times bf16 autocast and ``torch.compile`` and reports samples/s and model
-FLOPs utilisation (FLOPs counted with ``torch.utils.flop_counter``; peak from ``--peak-tflops``,
-by default 989 for H100/H200 dense bf16).
+bf16, fp16, ``torch.compile``, samples/s and MFU on a GPU are ``bench/gpu.py``'s table.
 
     python bench/model_step.py                      # CPU, batch 2, both models
     python bench/model_step.py --models cav_mae --batch 4 --steps 5
-    python bench/model_step.py --tiny --accelerator-paths   # check the script, incl. the GPU-only table, in seconds
+    python bench/model_step.py --tiny               # check the script in seconds
 """
 
 from __future__ import annotations
@@ -32,48 +30,14 @@ import time
 
 import torch
 
-from cavkit.checkpoints.build import build_model_node
-from cavkit.nn.blocks import set_attn_impl
-from cavkit.objectives.infonce import InfoNCE, SyncContrastive
-from cavkit.objectives.mae import MAELoss
+from step_parts import MODELS, PretrainLoss, build_model, make_batch
 
-MODELS = ("cav_mae", "cav_mae_sync")
-
-
-#: a tiny configuration for checking this script itself (``--tiny``); not a benchmark
-TINY = {
-    "embed_dim": 64,
-    "audio_length": 96,
-    "image_size": 64,
-    "encoder": {"depth": 2, "num_heads": 4},
-    "decoder": {"embed_dim": 64, "depth": 1, "num_heads": 4},
-}
-_TINY = False
-
-
-def build(name: str, attn_impl: str, device: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = build_model_node({"type": name, **(TINY if _TINY else {})}).build().to(device)
-    set_attn_impl(model, attn_impl)
-    return model.train()
-
-
-def make_batch(model, batch: int, device: str):
-    g = torch.Generator().manual_seed(0)
-    t = model.audio_tokenizer.audio_length
-    h = model.visual_tokenizer.image_size
-    return torch.randn(batch, t, 128, generator=g).to(device), torch.randn(batch, 3, h, h, generator=g).to(device)
-
-
-def step_fn(model, name: str, audio, image, *, autocast: str | None = None):
-    mae = MAELoss(norm_pix_loss=True)
-    contrast = SyncContrastive() if name == "cav_mae_sync" else InfoNCE()
-    device_type = audio.device.type
+def step_fn(model, name: str, audio, image):
+    """One fp32 forward + pretraining loss + backward of ``model`` on a fixed batch."""
+    loss_of = PretrainLoss(name)
 
     def step():
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast == "bf16"):
-            out = model(audio, image)
-            loss = mae({}, out).loss + 0.01 * contrast({}, out).loss
+        loss = loss_of(model(audio, image))
         loss.backward()
         model.zero_grad(set_to_none=True)
         return loss
@@ -139,9 +103,9 @@ def measure_memory_child(args) -> None:
     allocated above the weights.
     """
     device = args.device
-    model = build(args.child_model, args.child_attn, device)
+    model = build_model(args.child_model, args.child_attn, device, args.tiny)
     audio, image = make_batch(model, args.batch, device)
-    step = step_fn(model, args.child_model, audio, image, autocast=args.child_autocast or None)
+    step = step_fn(model, args.child_model, audio, image)
     if device == "cuda":
         step()
         torch.cuda.synchronize()
@@ -155,7 +119,7 @@ def measure_memory_child(args) -> None:
     print(json.dumps({"peak_bytes": peak}))
 
 
-def peak_memory(name: str, attn: str, args, autocast: str = "") -> float:
+def peak_memory(name: str, attn: str, args) -> float:
     cmd = [
         sys.executable,
         __file__,
@@ -168,19 +132,8 @@ def peak_memory(name: str, attn: str, args, autocast: str = "") -> float:
         "--device",
         args.device,
     ] + (["--tiny"] if args.tiny else [])
-    if autocast:
-        cmd += ["--child-autocast", autocast]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ))
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"] / 2**20
-
-
-def step_flops(model, name: str, audio, image) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    step = step_fn(model, name, audio, image)
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
 
 
 def main() -> None:
@@ -190,21 +143,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per build, alternating (after one warm-up)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads while timing (default 1)")
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak for MFU (bf16 dense)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-build memory children")
     parser.add_argument("--memory-only", action="store_true", help="only measure step memory (no timing)")
     parser.add_argument("--tiny", action="store_true", help="tiny models, to check the script quickly")
-    parser.add_argument(
-        "--accelerator-paths",
-        action="store_true",
-        help="also run the bf16 / torch.compile / MFU table on a non-CUDA device (checks the script)",
-    )
     parser.add_argument("--child-model", help=argparse.SUPPRESS)
     parser.add_argument("--child-attn", help=argparse.SUPPRESS)
-    parser.add_argument("--child-autocast", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global _TINY
-    _TINY = args.tiny
     if args.child_model:
         measure_memory_child(args)
         return
@@ -223,7 +167,7 @@ def main() -> None:
                 f"ratio x{mem['eager'] / max(mem['sdpa'], 1e-9):.2f}"
             )
             continue
-        builds = {attn: build(name, attn, device) for attn in ("sdpa", "eager")}
+        builds = {attn: build_model(name, attn, device, args.tiny) for attn in ("sdpa", "eager")}
         builds["eager"].load_state_dict(builds["sdpa"].state_dict())
         audio, image = make_batch(builds["sdpa"], args.batch, device)
         steps = {attn: step_fn(m, name, audio, image) for attn, m in builds.items()}
@@ -246,44 +190,11 @@ def main() -> None:
                 f"  step memory ({unit}): eager {mem['eager']:.0f} MiB, sdpa {mem['sdpa']:.0f} MiB, "
                 f"ratio x{mem['eager'] / max(mem['sdpa'], 1e-9):.2f}"
             )
-        if device == "cuda" or args.accelerator_paths:
-            accelerator_paths(name, builds, audio, image, args)
         del builds, steps
 
 
 def _ms(values: list[float]) -> str:
     return ", ".join(f"{v * 1e3:.0f}" for v in values) + " ms"
-
-
-def accelerator_paths(name: str, builds, audio, image, args) -> None:
-    """bf16 autocast, torch.compile, samples/s and MFU (run on CUDA; ``--accelerator-paths`` elsewhere)."""
-    flops = step_flops(builds["sdpa"], name, audio, image)
-    rows = []
-    for label, attn, autocast, compiled in (
-        ("eager attn fp32", "eager", None, False),
-        ("sdpa fp32", "sdpa", None, False),
-        ("eager attn bf16", "eager", "bf16", False),
-        ("sdpa bf16", "sdpa", "bf16", False),
-        ("sdpa bf16 + compile", "sdpa", "bf16", True),
-    ):
-        model = builds[attn]
-        target = torch.compile(model) if compiled else model
-        step = step_fn(target, name, audio, image, autocast=autocast)
-        for _ in range(3 if compiled else 1):
-            step()
-        t = min(time_steps(step, args.device, max(args.steps, 5)))
-        rows.append((label, t))
-    base = rows[0][1]
-    where = torch.cuda.get_device_name() if args.device == "cuda" else args.device
-    print(f"  {where}: {flops / 1e9:.1f} GFLOP per step (MFU against {args.peak_tflops:g} TFLOP/s; "
-          f"{clock(args.device)[1]}, min of {max(args.steps, 5)}):")
-    for label, t in rows:
-        mfu = flops / t / (args.peak_tflops * 1e12)
-        print(
-            f"    {label:<22} {t * 1e3:8.1f} ms  {args.batch / t:8.1f} samples/s  MFU {mfu * 100:5.1f}%  x{base / t:.2f}"
-        )
-    mem = peak_memory(name, "sdpa", args, autocast="bf16")
-    print(f"    sdpa bf16 step memory: {mem:.0f} MiB")
 
 
 if __name__ == "__main__":
