@@ -47,7 +47,7 @@ def recipe_norm_pix(recipe_text: str | None) -> bool | str | None:
     return "no-mae"
 
 
-def require_pixel_targets(checkpoint: "str | CheckpointContents", declared: bool, *, host: "PluginHost") -> str:
+def require_pixel_targets(checkpoint: str | CheckpointContents, declared: bool, *, host: PluginHost) -> str:
     """Refuse checkpoints that cannot draw pixels; return how the decision was made (for the log).
 
     Training checkpoints and run weights (``<run>/weights/*.safetensors``) carry the resolved
@@ -89,7 +89,7 @@ def require_pixel_targets(checkpoint: "str | CheckpointContents", declared: bool
 
 
 def load_picture_model(
-    checkpoint: "str | CheckpointContents", device: Any, overrides: tuple[str, ...] = (), *, host: "PluginHost"
+    checkpoint: str | CheckpointContents, device: Any, overrides: tuple[str, ...] = (), *, host: PluginHost
 ) -> Any:
     """A model in eval mode on ``device`` (any checkpoint :func:`cavkit.checkpoints.load.load_model` reads,
     by URI or as contents already read), validated against ``host``'s registry.
