@@ -1,5 +1,6 @@
-"""Reading safetensors files (weights, features, embeddings) and their header metadata, through
-``safetensors.safe_open``: the one place cavkit reads them.
+"""Reading safetensors files (weights, features, embeddings, fixtures) and their header metadata, through
+``safetensors.safe_open``, and turning torch tensors into a file's bytes: the one place cavkit reads
+and serialises them (writing the bytes, atomically, is :func:`cavkit.io.write_bytes_atomic`'s job).
 
 ``safe_open`` needs a local file. A local path is opened in place (for :func:`read_metadata` only
 the header is read); a remote URI (``memory://``, ``s3://``) or bytes already in memory go through
@@ -12,13 +13,20 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-__all__ = ["SafetensorsFileError", "looks_like_safetensors", "read_metadata", "read_safetensors"]
+__all__ = [
+    "SafetensorsFileError",
+    "looks_like_safetensors",
+    "read_metadata",
+    "read_safetensors",
+    "read_tensor_names",
+    "safetensors_bytes",
+]
 
 Framework = Literal["pt", "numpy"]
 
@@ -74,16 +82,39 @@ def read_metadata(source: str | bytes) -> dict[str, str]:
             return dict(fh.metadata() or {})
 
 
-def read_safetensors(source: str | bytes, framework: Framework = "pt") -> tuple[dict[str, Any], dict[str, str]]:
-    """All tensors (torch tensors, or NumPy arrays with ``framework="numpy"``) and the metadata.
+def read_tensor_names(source: str | bytes) -> list[str]:
+    """The names of the tensors in a safetensors file (only the header is read from a local file).
 
+    :raises FileNotFoundError: if the path does not exist.
+    :raises SafetensorsFileError: if it is not a readable safetensors file.
+    """
+    with _local_file(source) as path, _safe_open(path, "numpy") as fh:
+        return list(fh.keys())
+
+
+def read_safetensors(
+    source: str | bytes, framework: Framework = "pt", *, select: Callable[[str], bool] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors (torch tensors, or NumPy arrays with ``framework="numpy"``) and the metadata.
+
+    :param select: read only the tensors whose name it accepts (``None``: all); from a local file
+        the others are never loaded.
     :raises FileNotFoundError: if the path does not exist.
     :raises SafetensorsFileError: if it is not a readable safetensors file (including one cut short).
     """
     with _local_file(source) as path:
         with _safe_open(path, framework) as fh:
             try:
-                tensors = {name: fh.get_tensor(name) for name in fh.keys()}
+                tensors = {name: fh.get_tensor(name) for name in fh.keys() if select is None or select(name)}
             except Exception as exc:
                 raise SafetensorsFileError(str(exc)) from exc
             return tensors, dict(fh.metadata() or {})
+
+
+def safetensors_bytes(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> bytes:
+    """The safetensors file of torch ``tensors`` (each made contiguous on the CPU, detached) with
+    ``metadata`` in its header, as bytes for :func:`cavkit.io.write_bytes_atomic`."""
+    from safetensors.torch import save
+
+    plain = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    return save(plain, metadata=dict(metadata) if metadata is not None else None)

@@ -23,6 +23,7 @@ from cavkit.config import unstructure
 from cavkit.errors import UsageError
 from cavkit.io import write_bytes_atomic
 from cavkit.models.inputs import input_metadata
+from cavkit.safetensors_io import safetensors_bytes
 
 CAVKIT_FORMAT = "cavkit.model"  # the ``format`` metadata of a cavkit .safetensors weights file
 
@@ -36,12 +37,9 @@ def model_recipe_text(model: torch.nn.Module) -> str:
 
 def cavkit_bytes(model: torch.nn.Module) -> tuple[bytes, str]:
     """``(safetensors bytes, recipe YAML)`` of a model loaded by :func:`load_model`."""
-    from safetensors.torch import save
-
     recipe = model_recipe_text(model)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": CAVKIT_FORMAT, "recipe": recipe, **input_metadata(model)}
-    return save(tensors, metadata=metadata), recipe
+    return safetensors_bytes(model.state_dict(), metadata), recipe
 
 
 def upstream_state_dict(model: torch.nn.Module, *, prefix: str = K.DATAPARALLEL_PREFIX) -> dict[str, torch.Tensor]:

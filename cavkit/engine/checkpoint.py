@@ -139,23 +139,23 @@ def restore_rng(state: dict[str, Any]) -> None:
 def model_state_from_file(uri: str) -> dict[str, torch.Tensor]:
     """The model weights of a cavkit checkpoint (``.pt``) or a weights file (``.safetensors``)."""
     if uri.endswith(".safetensors"):
-        from safetensors.torch import load as load_safetensors
+        from cavkit.safetensors_io import SafetensorsFileError, read_safetensors
 
         try:
-            with fsspec.open(uri, "rb") as handle:
-                return load_safetensors(handle.read())
+            return read_safetensors(uri)[0]
         except FileNotFoundError:
             raise CheckpointError(f"{uri}: weights file not found") from None
+        except SafetensorsFileError as exc:
+            raise CheckpointError(f"{uri}: truncated or corrupt safetensors file ({exc})") from None
     state = check_checkpoint(load_object(uri), uri)
     return state["model"]
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], uri: str, metadata: dict[str, str] | None = None) -> None:
     """Write a model state dict as safetensors, atomically."""
-    from safetensors.torch import save as save_safetensors
+    from cavkit.safetensors_io import safetensors_bytes
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    write_bytes_atomic(uri, save_safetensors(tensors, metadata=metadata))
+    write_bytes_atomic(uri, safetensors_bytes(state_dict, metadata))
 
 
 def save_final_weights(run_dir: str, state_dict: dict[str, torch.Tensor], averager: Any, metadata: dict[str, str]) -> dict[str, str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -23,6 +24,7 @@ import torch
 
 from cavkit.checkpoints.keys import DATAPARALLEL_PREFIX
 from cavkit.errors import UsageError
+from cavkit.safetensors_io import SafetensorsFileError, read_safetensors, read_tensor_names
 
 #: the issue's tolerance when a fixture records none (losses relative, weights absolute)
 DEFAULT_TOLERANCE = {"loss_rtol": 1e-5, "c_acc": "exact", "final_weights_atol": 1e-4}
@@ -123,13 +125,18 @@ class Trajectory:
     # -- tensors -------------------------------------------------------------------------------------
     @cached_property
     def _keys(self) -> set[str]:
-        from safetensors import safe_open
-
         try:
-            with safe_open(self.tensors_path, framework="pt") as fh:
-                return set(fh.keys())
-        except Exception as exc:  # safetensors raises several types for a damaged file
+            return set(read_tensor_names(self.tensors_path))
+        except SafetensorsFileError as exc:
             raise FixtureError(f"{self.tensors_path}: not a readable safetensors file: {exc}") from None
+
+    @staticmethod
+    def _read(path: str, select: Callable[[str], bool]) -> dict[str, torch.Tensor]:
+        """The tensors of ``path`` whose names ``select`` accepts (the others are not loaded)."""
+        try:
+            return read_safetensors(path, select=select)[0]
+        except SafetensorsFileError as exc:
+            raise FixtureError(f"{path}: not a readable safetensors file: {exc}") from None
 
     def check_tensors(self) -> None:
         """Fail before training when a tensor the replay needs is missing."""
@@ -147,21 +154,16 @@ class Trajectory:
         return key in self._keys
 
     def tensor(self, key: str, path: str | None = None) -> torch.Tensor:
-        from safetensors import safe_open
-
         path = path or self.tensors_path
-        with safe_open(path, framework="pt") as fh:
-            if key not in fh.keys():  # safe_open is not a mapping
-                raise FixtureError(f"{path}: tensor {key!r} is missing")
-            return fh.get_tensor(key)
+        found = self._read(path, lambda name: name == key)
+        if key not in found:
+            raise FixtureError(f"{path}: tensor {key!r} is missing")
+        return found[key]
 
     def state(self, prefix: str) -> dict[str, torch.Tensor]:
         """An upstream state dict stored as ``<prefix>.module.<key>`` (the ``module.`` prefix removed)."""
-        from safetensors import safe_open
-
         head = f"{prefix}.{DATAPARALLEL_PREFIX}"
-        with safe_open(self.tensors_path, framework="pt") as fh:
-            out = {k[len(head):]: fh.get_tensor(k) for k in fh.keys() if k.startswith(head)}
+        out = {k[len(head) :]: v for k, v in self._read(self.tensors_path, lambda k: k.startswith(head)).items()}
         if not out:
             raise FixtureError(f"{self.tensors_path}: no {head}* tensors (the state dict {prefix!r})")
         return out
