@@ -45,13 +45,14 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # step_parts, cavkit
 
-from step_parts import MODELS, PretrainLoss, build_model, count_flops, make_batch  # noqa: E402
+from step_parts import MODELS, PretrainLoss, build_model, count_flops, make_batch
 
 #: (label, attention implementation, autocast dtype, torch.compile)
 MODES = (
@@ -101,7 +102,7 @@ def step_flops(name: str, device: torch.device, batch: int, tiny: bool) -> int:
     model = build_model(name, "eager", device, tiny)
     audio, image = make_batch(model, batch, device)
     step = TrainStep(model, name, None, False, "inductor")
-    flops = count_flops(lambda: step(audio, image))
+    flops = count_flops(step, audio, image)
     del step, model
     release(device)
     return flops
@@ -138,10 +139,10 @@ def bench_mode(name: str, mode: tuple, args: argparse.Namespace, device: torch.d
 def bench_steps(args: argparse.Namespace, device: torch.device, report: dict[str, Any]) -> None:
     """Section 1: every model in every mode; a mode that fails is recorded and the others still run."""
     for name in args.models:
-        flops = guarded(report, f"steps/{name}/flops", lambda: step_flops(name, device, args.batch, args.tiny))
+        flops = guarded(report, f"steps/{name}/flops", lambda name=name: step_flops(name, device, args.batch, args.tiny))
         rows = []
         for mode in MODES:
-            row = guarded(report, f"steps/{name}/{mode[0]}", lambda: bench_mode(name, mode, args, device))
+            row = guarded(report, f"steps/{name}/{mode[0]}", lambda name=name, mode=mode: bench_mode(name, mode, args, device))
             rows.append(row or {"model": name, "mode": mode[0], "batch": args.batch, "failed": True})
         fp32 = rows[0].get("step_s")
         for row in rows:
@@ -252,7 +253,7 @@ def bench_loaders(args: argparse.Namespace, report: dict[str, Any]) -> None:
             fastest = max(measured, key=lambda r: r["samples_per_s"], default=None)
             for workers in args.workers:
                 rate = guarded(report, f"loaders/{name}/{workers} workers",
-                               lambda: loader_rate(dataset, workers, args.loader_batch, args.loader_items))
+                               lambda d=dataset, w=workers: loader_rate(d, w, args.loader_batch, args.loader_items))
                 if rate is None:
                     continue
                 row = {"dataset": name, "workers": workers, "items_per_s": rate, "vs_step": None, "vs_mode": None}
@@ -405,7 +406,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "loaders": lambda: bench_loaders(args, report),
         "retrieval": lambda: report["retrieval"].extend(bench_retrieval(args, device)),
         "max_batch": lambda: report["max_batch"].extend(
-            guarded(report, f"max_batch/{name}", lambda: largest_batch(name, args, device, out_of_time))
+            guarded(report, f"max_batch/{name}", lambda name=name: largest_batch(name, args, device, out_of_time))
             or {"model": name, "batch": 0, "capped": False, "stopped": False, "failed": True}
             for name in args.models),
     }

@@ -29,8 +29,8 @@ import sys
 import time
 
 import torch
-
 from step_parts import MODELS, PretrainLoss, build_model, make_batch
+
 
 def step_fn(model, name: str, audio, image):
     """One fp32 forward + pretraining loss + backward of ``model`` on a fixed batch."""

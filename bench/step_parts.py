@@ -60,10 +60,10 @@ class PretrainLoss:
         return self.mae({}, out).loss + CONTRAST_WEIGHT * self.contrast({}, out).loss
 
 
-def count_flops(step) -> int:
-    """FLOPs of one call of ``step`` (matmuls and attention), as ``torch.utils.flop_counter`` counts them."""
+def count_flops(step, *inputs) -> int:
+    """FLOPs of one call ``step(*inputs)`` (matmuls and attention), as ``torch.utils.flop_counter`` counts them."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        step()
+        step(*inputs)
     return counter.get_total_flops()
