@@ -111,10 +111,18 @@ def read_safetensors(
             return tensors, dict(fh.metadata() or {})
 
 
-def safetensors_bytes(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> bytes:
-    """The safetensors file of torch ``tensors`` (each made contiguous on the CPU, detached) with
-    ``metadata`` in its header, as bytes for :func:`cavkit.io.write_bytes_atomic`."""
+def safetensors_bytes(
+    tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, framework: Framework = "pt"
+) -> bytes:
+    """The safetensors file of ``tensors`` with ``metadata`` in its header, as bytes for
+    :func:`cavkit.io.write_bytes_atomic`: torch tensors (each detached, moved to the CPU and made
+    contiguous), or NumPy arrays with ``framework="numpy"`` (each made C-contiguous)."""
+    meta = dict(metadata) if metadata is not None else None
+    if framework == "numpy":
+        import numpy as np
+        from safetensors.numpy import save as save_numpy
+
+        return save_numpy({name: np.ascontiguousarray(a) for name, a in tensors.items()}, metadata=meta)
     from safetensors.torch import save
 
-    plain = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    return save(plain, metadata=dict(metadata) if metadata is not None else None)
+    return save({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, metadata=meta)

@@ -50,13 +50,13 @@ class Features:
 
     def save(self, uri: str) -> None:
         """Write a safetensors file (any fsspec URI), via a temporary name then a rename."""
-        from safetensors.torch import save
+        from cavkit.safetensors_io import safetensors_bytes
 
-        tensors = {"audio": self.audio.float().contiguous().cpu(), "visual": self.visual.float().contiguous().cpu()}
+        tensors = {"audio": self.audio.float(), "visual": self.visual.float()}
         if self.labels is not None:
-            tensors["labels"] = self.labels.float().contiguous().cpu()
+            tensors["labels"] = self.labels.float()
         meta = {"clip_ids": json.dumps(self.clip_ids), "embedding": self.embedding, "format": "cavkit-features/1"}
-        write_bytes_atomic(uri, save(tensors, metadata=meta))
+        write_bytes_atomic(uri, safetensors_bytes(tensors, meta))
 
     @classmethod
     def load(cls, uri: str) -> Features:

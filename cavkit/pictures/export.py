@@ -38,14 +38,14 @@ def embeddings_bytes(arrays: Mapping[str, np.ndarray], clip_ids: list[str], fmt:
             raise ValueError(f"{name} has {array.shape[0]} rows but there are {len(clip_ids)} clip ids")
         if name == "clip_ids":
             raise ValueError("'clip_ids' is reserved for the clip id list")
-    contiguous = {name: np.ascontiguousarray(array) for name, array in arrays.items()}
     if fmt == "safetensors":
-        from safetensors.numpy import save
+        from cavkit.safetensors_io import safetensors_bytes
 
-        return save(contiguous, metadata={"clip_ids": json.dumps(list(clip_ids)), "format": "cavkit-embeddings"})
+        meta = {"clip_ids": json.dumps(list(clip_ids)), "format": "cavkit-embeddings"}
+        return safetensors_bytes(arrays, meta, framework="numpy")
     if fmt == "npz":
         buffer = io.BytesIO()
-        np.savez(buffer, clip_ids=np.asarray(list(clip_ids), dtype=str), **contiguous)
+        np.savez(buffer, clip_ids=np.asarray(list(clip_ids), dtype=str), **arrays)
         return buffer.getvalue()
     raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
 

@@ -22,6 +22,8 @@ import yaml
 
 from cavkit.checkpoints import keys as K
 from cavkit.errors import RecipeError
+from cavkit.io import write_bytes_atomic
+from cavkit.safetensors_io import read_safetensors, safetensors_bytes
 from cavkit.verify.fixture import FixtureError, Trajectory
 from cavkit.verify.recipe import recipe_data
 from cavkit.verify.sources import RecordedNoise, RecordedOrder
@@ -55,10 +57,7 @@ def _group_lrs(optimizer: torch.optim.Optimizer, head_lr_scale: float) -> list[f
 
 
 def _write_init(traj: Trajectory, path: str) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.contiguous() for k, v in traj.state("init").items()}
-    save_file(state, path)
+    write_bytes_atomic(path, safetensors_bytes(traj.state("init")))
 
 
 def _check_init(model: torch.nn.Module, traj: Trajectory) -> None:
@@ -80,8 +79,6 @@ def _read_metrics(run_dir: str) -> tuple[list[dict[str, Any]], list[dict[str, An
 
 def replay(traj: Trajectory, overrides: list[str], *, run_dir: str, host: Any) -> ReplayResult:
     """Train the fixture's run with cavkit in ``run_dir`` (a local directory) and collect what happened."""
-    from safetensors.torch import load_file
-
     from cavkit.engine.dist import DistInfo
     from cavkit.engine.trainer import Trainer
     from cavkit.recipe import load_recipe
@@ -129,7 +126,7 @@ def replay(traj: Trajectory, overrides: list[str], *, run_dir: str, host: Any) -
     trainer.on_step_end.append(record_norms)
     result = trainer.fit()
     train_rows, epoch_rows = _read_metrics(run_dir)
-    final = load_file(result["final_weights"])
+    final, _ = read_safetensors(result["final_weights"])
     final = {K.cavkit_to_upstream(k) or k: v for k, v in final.items()}
     data = trainer.train_set
     targets = (data.labels, data.recorded_labels) if getattr(data, "recorded_labels", None) is not None else None

@@ -41,3 +41,15 @@ def test_a_damaged_weights_file_is_a_checkpoint_error(tmp_path):
         ckpt.model_state_from_file(uri)
     with pytest.raises(CheckpointError, match=r"missing.safetensors: weights file not found"):
         ckpt.model_state_from_file(str(tmp_path / "missing.safetensors"))
+
+
+def test_numpy_arrays_round_trip_even_when_not_contiguous():
+    import numpy as np
+
+    arrays = {"audio": np.arange(12, dtype=np.float32).reshape(3, 4).T, "ids": np.array([3, 1, 2], dtype=np.int64)}
+    assert not arrays["audio"].flags["C_CONTIGUOUS"]
+    data = safetensors_bytes(arrays, {"format": "y"}, framework="numpy")
+    back, meta = read_safetensors(data, "numpy")
+    assert meta == {"format": "y"} and set(back) == {"audio", "ids"}
+    assert np.array_equal(back["audio"], arrays["audio"]) and back["audio"].dtype == np.float32
+    assert np.array_equal(back["ids"], arrays["ids"])
