@@ -14,6 +14,9 @@ Typical use in a plugin's test suite::
         result = run_cli(["components", "retrieval_strategy"], host=plugin_host(cavkit_myplugin.plugin))
         assert result.exit_code == 0 and "my_strategy" in result.stdout
 
+:func:`tiny_model` gives the ``model:`` recipe node of a built-in model at a tiny size
+(:mod:`cavkit.testing.tiny`), e.g. for :func:`save_model_weights`.
+
 :func:`check_component` builds a component from its default config (plus ``params`` overrides,
 validated exactly like a recipe node) and runs it once on a tiny synthetic input suited to its
 kind, checking the contract of :mod:`cavkit.interfaces` (the runs are in
@@ -34,6 +37,7 @@ from cavkit.config import ComponentNode, structure_node
 from cavkit.plugins import PluginHost, build_plugin_host, get_plugin_host, set_plugin_host
 from cavkit.registry import KINDS, ComponentSpec
 from cavkit.testing.synthetic import synthetic_model_output
+from cavkit.testing.tiny import tiny_model
 
 __all__ = [
     "CliResult",
@@ -43,6 +47,7 @@ __all__ = [
     "run_cli",
     "save_model_weights",
     "synthetic_model_output",
+    "tiny_model",
 ]
 
 
