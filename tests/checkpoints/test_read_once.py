@@ -10,19 +10,12 @@ import uuid
 import pytest
 import torch
 
-from cavkit.testing import run_cli, save_model_weights
+from cavkit.testing import run_cli, save_model_weights, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 #: a tiny CAV-MAE Sync model (head counts are not recorded by official files: --set gives them)
-SYNC = {
-    "type": "cav_mae_sync",
-    "audio_length": 32,
-    "image_size": 32,
-    "embed_dim": 32,
-    "encoder": {"depth": 1, "num_heads": 2, "num_register_tokens": 2},
-    "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-}
+SYNC = tiny_model("cav_mae_sync")
 HEADS = ["--set", "encoder.num_heads=2", "--set", "decoder.num_heads=2"]
 #: the tiny model's clips: 4 frames of 32x32 and 32 fbank frames each (the test split of `synthetic`)
 CLIPS = ["--dataset-type", "synthetic"] + [

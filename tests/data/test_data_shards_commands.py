@@ -8,13 +8,12 @@ import stat
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cavkit.data.images import encode_jpeg
 from cavkit.data.shards import write_shards
 from cavkit.data.video import wav_bytes
-from cavkit.testing import run_cli
+from cavkit.testing import run_cli, save_model_weights, tiny_model
 
 IDS = ["clip_a", "clip_b", "clip_c"]
 DATA = ["--dataset-type", "shards", "--data", "image_size=32"]
@@ -22,22 +21,8 @@ DATA = ["--dataset-type", "shards", "--data", "image_size=32"]
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory) -> str:
-    """Random weights of a tiny CAV-MAE Sync model in the cavkit format (recipe in the metadata)."""
-    from cavkit.checkpoints.convert import cavkit_bytes
-    from cavkit.checkpoints.build import build_model_node
-    from cavkit.plugins import get_plugin_host
-
-    node = build_model_node(
-        {"type": "cav_mae_sync", "audio_length": 32, "image_size": 32, "embed_dim": 32,
-         "encoder": {"depth": 1, "num_heads": 2, "num_register_tokens": 2}, "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
-        source="test", host=get_plugin_host(),
-    )
-    torch.manual_seed(0)
-    model = node.build()
-    model.cavkit_node = node
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    path.write_bytes(cavkit_bytes(model)[0])
-    return str(path)
+    """Random weights (seed 0) of a tiny CAV-MAE Sync model in the cavkit format (recipe in the metadata)."""
+    return save_model_weights(tiny_model("cav_mae_sync"), tmp_path_factory.mktemp("weights") / "tiny.safetensors")
 
 
 @pytest.fixture
