@@ -16,7 +16,7 @@ import torch
 from reference_metrics import classification_reference, knn_reference
 
 from cavkit.evaluation.features import Features
-from cavkit.testing import run_cli, save_model_weights
+from cavkit.testing import run_cli, save_model_weights, tiny_model
 
 SYNTH = {"image_size": 32, "audio_length": 128, "num_frames": 4}
 
@@ -50,31 +50,13 @@ def _assert_metrics_equal(got: dict, expected: dict) -> None:
 
 @pytest.fixture(scope="module")
 def sync_checkpoint(tmp_path_factory):
-    return save_model_weights(
-        {
-            "type": "cav_mae_sync",
-            "audio_length": 32,
-            "image_size": 32,
-            "embed_dim": 32,
-            "encoder": {"depth": 1, "num_heads": 2, "num_register_tokens": 2},
-            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-        },
-        tmp_path_factory.mktemp("sync") / "sync.safetensors",
-    )
+    return save_model_weights(tiny_model("cav_mae_sync"), tmp_path_factory.mktemp("sync") / "sync.safetensors")
 
 
 @pytest.fixture(scope="module")
 def cav_mae_checkpoint(tmp_path_factory):
     return save_model_weights(
-        {
-            "type": "cav_mae",
-            "audio_length": 128,
-            "image_size": 32,
-            "embed_dim": 32,
-            "encoder": {"depth": 1, "num_heads": 2},
-            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-        },
-        tmp_path_factory.mktemp("cav") / "cav_mae.safetensors",
+        tiny_model("cav_mae", audio_length=128), tmp_path_factory.mktemp("cav") / "cav_mae.safetensors"
     )
 
 
@@ -137,14 +119,7 @@ def test_cav_mae_checkpoint_knn_far_above_chance(cav_mae_checkpoint, tmp_path):
         json.dumps(
             {
                 "cavkit": 1,
-                "model": {
-                    "type": "cav_mae",
-                    "audio_length": 128,
-                    "image_size": 32,
-                    "embed_dim": 32,
-                    "encoder": {"depth": 1, "num_heads": 2},
-                    "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-                },
+                "model": tiny_model("cav_mae", audio_length=128),
                 "data": {"train": {**common, "num_clips": 64}, "eval": {**common, "num_clips": 32, "split": "test"}},
             }
         )
@@ -302,15 +277,7 @@ def test_a_briefly_trained_model_retrieves_and_classifies_far_above_chance():
 
 def test_classifier_checkpoint_per_modality_mode(tmp_path):
     checkpoint = save_model_weights(
-        {
-            "type": "classifier",
-            "num_classes": 8,
-            "audio_length": 128,
-            "image_size": 32,
-            "embed_dim": 32,
-            "encoder": {"depth": 1, "num_heads": 2},
-        },
-        tmp_path / "classifier.safetensors",
+        tiny_model("classifier", num_classes=8, audio_length=128), tmp_path / "classifier.safetensors"
     )
     data = [f"--data={k}={v}" for k, v in {**SYNTH, "layout": "cav_mae", "num_clips": 16, "split": "test"}.items()]
     out = tmp_path / "classify.json"
@@ -361,14 +328,7 @@ def test_multi_frame_classification_on_real_clips(tmp_path):
     if not (data_dir / "data.json").exists():
         pytest.skip(f"reference clips not found at {data_dir.resolve()}")
     checkpoint = save_model_weights(
-        {
-            "type": "classifier",
-            "num_classes": 2,
-            "audio_length": 1024,
-            "image_size": 224,
-            "embed_dim": 32,
-            "encoder": {"depth": 1, "num_heads": 2},
-        },
+        tiny_model("classifier", num_classes=2, audio_length=1024, image_size=224),
         tmp_path / "classifier.safetensors",
     )
     base = [
