@@ -19,7 +19,7 @@ from cavkit.config import param
 from cavkit.errors import CheckpointError
 from cavkit.interfaces import Embeddings
 from cavkit.models.inputs import InputSpec, derive_input_spec, input_spec_of
-from cavkit.testing import plugin_host, run_cli, save_model_weights
+from cavkit.testing import plugin_host, run_cli, save_model_weights, tiny_model
 
 
 @attrs.frozen(kw_only=True)
@@ -99,14 +99,7 @@ def test_the_checkpoint_stores_the_declaration_and_old_files_derive_it(tmp_path)
     assert InputSpec.from_json(meta["inputs"]) == InputSpec(layout="frame_segments", audio_length=32, image_size=32)
 
     # a built-in Sync model saved before declarations were stored: derived from its config
-    sync = {
-        "type": "cav_mae_sync",
-        "audio_length": 32,
-        "image_size": 32,
-        "embed_dim": 16,
-        "encoder": {"depth": 1, "num_heads": 2},
-        "decoder": {"embed_dim": 16, "depth": 1, "num_heads": 2},
-    }
+    sync = tiny_model("cav_mae_sync", embed_dim=16, encoder={"num_register_tokens": 8}, decoder={"embed_dim": 16})
     expected = InputSpec(layout="frame_segments", audio_length=32, image_size=32, global_tokens=True)
     assert derive_input_spec(build_model_node(sync, host=host)) == expected
     new = save_model_weights(sync, tmp_path / "new.safetensors", host=host)
