@@ -11,7 +11,7 @@ import yaml
 
 from cavkit.engine.preflight import run_findings
 from cavkit.recipe import load_recipe
-from cavkit.testing import run_cli
+from cavkit.testing import run_cli, tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,14 +75,7 @@ def _write_clips(root: Path, names: list[str], num_frames: int, missing: dict[st
 def _recipe(tmp_path: Path, datafile: Path, **trainer) -> Path:
     recipe = {
         "cavkit": 1,
-        "model": {
-            "type": "cav_mae",
-            "audio_length": 64,
-            "image_size": 32,
-            "embed_dim": 32,
-            "encoder": {"depth": 1, "num_heads": 2},
-            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-        },
+        "model": tiny_model("cav_mae", audio_length=64),
         "objectives": [{"type": "mae", "weight": 1.0}],
         "data": {
             "train": {
@@ -195,14 +188,7 @@ def _classifier_recipe(tmp_path: Path, datafile: Path, num_classes: int, **train
     """:func:`_recipe` with a classifier of ``num_classes`` classes, validated on the training data."""
     path = _recipe(tmp_path, datafile, **trainer)
     recipe = yaml.safe_load(path.read_text())
-    recipe["model"] = {
-        "type": "classifier",
-        "num_classes": num_classes,
-        "audio_length": 64,
-        "image_size": 32,
-        "embed_dim": 32,
-        "encoder": {"depth": 1, "num_heads": 2},
-    }
+    recipe["model"] = tiny_model("classifier", num_classes=num_classes, audio_length=64)
     recipe["objectives"] = [{"type": "classification", "loss": "bce"}]
     recipe["data"]["val"] = dict(recipe["data"]["train"])  # the same label CSV for both roles
     path.write_text(yaml.safe_dump(recipe))

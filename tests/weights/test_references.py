@@ -17,18 +17,11 @@ from cavkit.checkpoints.build import build_model_node
 from cavkit.checkpoints.load import init_from_checkpoint, load_model
 from cavkit.errors import CheckpointError
 from cavkit.plugins import set_plugin_host
-from cavkit.testing import plugin_host, run_cli
+from cavkit.testing import plugin_host, run_cli, tiny_model
 from cavkit.weights import WeightsEntry, cache, register_weights
 
 HEADS = ["--set", "encoder.num_heads=2", "--set", "decoder.num_heads=2"]
-TINY = {
-    "type": "cav_mae",
-    "audio_length": 32,
-    "image_size": 32,
-    "embed_dim": 32,
-    "encoder": {"depth": 1, "num_heads": 2},
-    "decoder": {"embed_dim": 16, "depth": 1, "num_heads": 2},
-}
+TINY = tiny_model("cav_mae", decoder={"embed_dim": 16})
 
 
 @pytest.fixture(scope="module")
