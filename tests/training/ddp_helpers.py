@@ -14,17 +14,9 @@ from typing import Any
 import torch
 import yaml
 
-MODELS = {
-    "infonce": {
-        "type": "cav_mae", "audio_length": 64, "image_size": 32, "embed_dim": 32,
-        "encoder": {"depth": 1, "num_heads": 2}, "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-    },
-    "sync_contrastive": {
-        "type": "cav_mae_sync", "audio_length": 32, "image_size": 32, "embed_dim": 32,
-        "encoder": {"depth": 1, "num_heads": 2, "num_register_tokens": 2},
-        "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-    },
-}
+from cavkit.testing import tiny_model
+
+MODELS = {"infonce": tiny_model("cav_mae", audio_length=64), "sync_contrastive": tiny_model("cav_mae_sync")}
 DATA = {
     "infonce": {"type": "synthetic", "layout": "cav_mae", "num_clips": 16, "image_size": 32, "audio_length": 64},
     "sync_contrastive": {"type": "synthetic", "layout": "sync", "num_clips": 16, "image_size": 32,
