@@ -14,20 +14,14 @@ from cavkit.config import structure_node
 from cavkit.errors import UsageError
 from cavkit.models.aggregators import AttentionAggregator, MeanAggregator
 from cavkit.plugins import get_plugin_host
-from cavkit.testing import plugin_host
-
-TINY = {
-    "num_classes": 5,
-    "audio_length": 32,
-    "image_size": 32,
-    "embed_dim": 32,
-    "encoder": {"depth": 1, "num_heads": 2, "num_register_tokens": 2},
-}
+from cavkit.testing import plugin_host, tiny_model
 
 
 def build(host=None, **params):
+    """The tiny Sync classifier with 5 classes; a part given with its ``type`` replaces the tiny one."""
     host = host or get_plugin_host()
-    node, problems = structure_node("model", {"type": "sync_classifier", **TINY, **params}, registry=host.registry)
+    data = tiny_model("sync_classifier", num_classes=5, **params)
+    node, problems = structure_node("model", data, registry=host.registry)
     assert not problems, problems
     torch.manual_seed(0)
     return node.build().eval()
@@ -148,9 +142,8 @@ def test_init_from_a_sync_pretraining_checkpoint(tmp_path):
     from cavkit.checkpoints.convert import model_recipe_text
 
     host = get_plugin_host()
-    data = {k: v for k, v in TINY.items() if k != "num_classes"}
-    data["decoder"] = {"embed_dim": 16, "depth": 1, "num_heads": 2}
-    node, problems = structure_node("model", {"type": "cav_mae_sync", **data}, registry=host.registry)
+    data = tiny_model("cav_mae_sync", decoder={"embed_dim": 16})  # the classifier's encoder and tokenizers
+    node, problems = structure_node("model", data, registry=host.registry)
     assert not problems
     torch.manual_seed(3)
     pretrained = node.build()
