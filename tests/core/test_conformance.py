@@ -7,7 +7,7 @@ import attrs
 import pytest
 
 from cavkit.plugins import build_plugin_host
-from cavkit.testing import check_component
+from cavkit.testing import check_component, tiny_model
 
 pytest.importorskip("torch")
 
@@ -15,18 +15,23 @@ HOST = build_plugin_host(autoload=False, strict=False)
 # weights entries are catalogue records, not parts that build and run: tests/weights/test_zoo.py checks each one
 BUILTINS = [s for s in HOST.registry.specs() if s.plugin == "cavkit" and s.kind != "weights"]
 
-TINY_ENCODER = {"depth": 1, "num_heads": 2}
-# Small sizes for the models: the defaults are the published ViT-B sizes.
+
+def tiny_params(name: str, **overrides) -> dict:
+    """The parameters of :func:`tiny_model`'s node (``check_component`` names the type itself)."""
+    node = tiny_model(name, **overrides)
+    del node["type"]
+    return node
+
+
+# Small sizes for the models: the defaults are the published ViT-B sizes. The Sync encoders keep
+# their default 8 register tokens here.
+SYNC_REGISTERS = {"num_register_tokens": 8}
 PARAMS = {
-    ("model", "cav_mae"): {"audio_length": 32, "image_size": 32, "embed_dim": 32, "encoder": TINY_ENCODER,
-                           "decoder": {"embed_dim": 16, "depth": 1, "num_heads": 2}},
-    ("model", "cav_mae_sync"): {"audio_length": 32, "image_size": 32, "embed_dim": 32, "encoder": TINY_ENCODER,
-                                "decoder": {"embed_dim": 16, "depth": 1, "num_heads": 2}},
-    ("model", "classifier"): {"audio_length": 32, "image_size": 32, "embed_dim": 32, "num_classes": 3,
-                              "encoder": TINY_ENCODER},
-    ("model", "sync_classifier"): {"audio_length": 32, "image_size": 32, "embed_dim": 32, "num_classes": 3,
-                                   "encoder": TINY_ENCODER, "aggregator": {"depth": 1, "num_heads": 2}},
-    ("model", "audio_classifier"): {"audio_length": 32, "embed_dim": 32, "num_classes": 3, "encoder": TINY_ENCODER},
+    ("model", "cav_mae"): tiny_params("cav_mae", decoder={"embed_dim": 16}),
+    ("model", "cav_mae_sync"): tiny_params("cav_mae_sync", encoder=SYNC_REGISTERS, decoder={"embed_dim": 16}),
+    ("model", "classifier"): tiny_params("classifier"),
+    ("model", "sync_classifier"): tiny_params("sync_classifier", encoder=SYNC_REGISTERS),
+    ("model", "audio_classifier"): tiny_params("audio_classifier"),
     ("aggregator", "attention"): {"depth": 1, "num_heads": 2},
 }
 PARAMS.update({("encoder", "cav_mae_encoder"): {"depth": 1}, ("encoder", "sync_encoder"): {"depth": 1},
