@@ -13,7 +13,7 @@ from cavkit.checkpoints.convert import convert, upstream_state_dict
 from cavkit.checkpoints.load import init_from_checkpoint, load_model
 from cavkit.checkpoints.read import read_checkpoint
 from cavkit.errors import CheckpointError, UsageError
-from cavkit.testing import run_cli
+from cavkit.testing import run_cli, tiny_model
 
 HEAD_ARGS = ["--set", "encoder.num_heads=2", "--set", "decoder.num_heads=2"]
 #: upstream state-dict order (spec §4.1): the model's own parameters, then its sub-modules in the order
@@ -205,17 +205,13 @@ def test_sync_initialised_from_a_1024_frame_checkpoint_keeps_fresh_audio_positio
         init_from_checkpoint(wrong, str(path))
 
 
+def _tiny_sync_node(**fields) -> dict:
+    """A tiny Sync model with 96-frame segments and the default 8 registers per modality."""
+    return tiny_model("cav_mae_sync", audio_length=96, encoder={"num_register_tokens": 8}, **fields)
+
+
 def _tiny_sync():
-    return build_model_node(
-        {
-            "type": "cav_mae_sync",
-            "embed_dim": 32,
-            "audio_length": 96,
-            "image_size": 32,
-            "encoder": {"depth": 1, "num_heads": 2},
-            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-        }
-    ).build()
+    return build_model_node(_tiny_sync_node()).build()
 
 
 def test_training_run_weights_and_checkpoints_load(tmp_path):
@@ -226,15 +222,7 @@ def test_training_run_weights_and_checkpoints_load(tmp_path):
     model = _tiny_sync()
     recipe = {
         "cavkit": 1,
-        "model": {
-            "type": "cav_mae_sync",
-            "embed_dim": 32,
-            "audio_length": 96,
-            "image_size": 32,
-            "init": str(tmp_path / "gone.pth"),
-            "encoder": {"depth": 1, "num_heads": 2},
-            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-        },
+        "model": _tiny_sync_node(init=str(tmp_path / "gone.pth")),
         "objectives": [{"type": "mae"}],
     }
     weights = {k: v.contiguous() for k, v in model.state_dict().items()}
