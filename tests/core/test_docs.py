@@ -66,9 +66,22 @@ def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Set up and run the tests", 1)[1]
     test_block = code_blocks(section, "bash")[0].strip().splitlines()
+    assert len(test_block) == 1, "the README's test command is one line a user can paste"
+    steps = test_block[0].split(" && ")
     ci = (REPO / ".ci" / "run").read_text().strip().splitlines()
-    assert test_block[-1] == ci[-1] == "python -m pytest"
-    assert "pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0" in test_block
+    assert steps[-1] == ci[-1] == "python -m pytest"
+    assert "pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0" in steps
+    ci_installs = [line.strip() for line in ci if line.strip().startswith("python -m pip install --quiet")]
+    assert [step.replace("pip install", "python -m pip install --quiet") for step in steps[2:4]] == ci_installs[1:3]
+
+
+def test_readme_quickstart_is_one_line_that_sets_up_trains_and_evaluates():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Set up and run the quickstart", 1)[1].split("## ", 1)[0]
+    block = code_blocks(section, "bash")[0].strip().splitlines()
+    assert len(block) == 1 and block[0].startswith("python3 -m venv .venv && ")
+    assert block[0].endswith(" && cavkit train recipes/quickstart.yaml")
+    assert (REPO / "recipes" / "quickstart.yaml").is_file()
 
 
 def test_readme_recipe_example_is_valid_and_its_error_example_is_real(tmp_path):
