@@ -379,9 +379,11 @@ class Trainer:
         self.epoch += 1
         self.step_in_epoch = 0
         self.logger.record("epoch", self.step, record)
-        if self.dist.is_rank_zero:
+        if self.dist.is_rank_zero and (len(record) > 2 or record["skipped_clips"]):  # news beyond the bar's
+            from tqdm import tqdm
+
             line = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-            print(f"cavkit: {line}", file=sys.stderr)
+            tqdm.write(f"cavkit: {line}", file=sys.stderr)  # above the progress bar, not through it
         last = self.step >= self.total_steps
         if last or epoch_1based % self.recipe.run.checkpoint_every_epochs == 0:
             self.save_checkpoint()

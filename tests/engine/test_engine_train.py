@@ -187,6 +187,20 @@ def test_validation_losses_each_epoch_are_reproducible(tmp_path: Path) -> None:
     assert [r["val/loss"] for r in records[0]] == [r["val/loss"] for r in records[1]]
 
 
+def test_an_epoch_line_is_printed_only_when_it_has_news(tmp_path: Path, capsys) -> None:
+    """Validation results (or skipped clips) get a line above the progress bar; a bare epoch count does not."""
+    plain = h.tiny_recipe(trainer={"epochs": 2})
+    h.make_trainer(plain, str(tmp_path / "plain"), tmp_path / "rp").fit()
+    assert "cavkit: epoch=" not in capsys.readouterr().err
+
+    validated = h.tiny_recipe(data={"val": {"type": "engine_tiny_data", "num_items": 10, "augment": False}},
+                              trainer={"epochs": 2, "eval_batch_size": 4})
+    h.make_trainer(validated, str(tmp_path / "val"), tmp_path / "rv").fit()
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("cavkit: epoch=")]
+    assert [x.split(",")[0] for x in lines] == ["cavkit: epoch=1", "cavkit: epoch=2"]
+    assert all("skipped_clips=0" in x and "val/loss=" in x for x in lines)
+
+
 def test_cli_non_finite_loss_exits_with_the_message(tmp_path: Path) -> None:
     from cavkit.testing import run_cli
 
