@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 15's whole device check in one command: the GPU bench table, then `pytest -m gpu`.
 #
-# Made for one call of a lent GPU machine (a bare image with torch, but without PyAV): it fits in
-# about 9.5 minutes, under the 10-minute command limit, and leaves everything under $OUT:
+# Made for one call of a lent GPU machine (a bare image with torch, but without PyAV): it takes at
+# most about 9.5 minutes, under the 10-minute command limit, and leaves everything under $OUT:
 #   gpu.json / gpu.txt      bench/gpu.py's numbers (rewritten after every section) and its table
 #   pytest.txt / pytest.xml the GPU tests' output and JUnit report
 #   env.txt                 nvidia-smi, python and package versions
@@ -11,7 +11,9 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av==18.1.0
-# and name .whl in the call's carry. Time limits (seconds) can be changed through the environment:
+# and name .whl in the call's carry (the device tool: command `bash bench/gpu_device.sh`, carry
+# [".whl"], timeout_s 600; the wheel is ~36 MB of the 64 MiB a call may carry).
+# Time limits (seconds) can be changed through the environment:
 #   BENCH_BUDGET (no new bench section after it, default 280), BENCH_LIMIT (hard stop, 360),
 #   TESTS_LIMIT (hard stop of the tests, 200).
 #
