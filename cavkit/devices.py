@@ -29,10 +29,13 @@ def resolve_device(name: str, *, option: str = "--device") -> "torch.device":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as exc:
-        raise UsageError(f"{option} {name!r} is not a device: {exc}") from None
+    except RuntimeError:  # torch's own message lists every device type it was built to know
+        raise UsageError(f"{option} {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"{option} {name}: no CUDA device is available here; use {option} cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise UsageError(f"{option} {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
     return device
 
 

@@ -36,7 +36,8 @@ def run_dir_for(template: str, recipe_uri: str) -> str:
     "--run-dir", default=None, metavar="URI", help="Run directory (any fsspec URI); default: the recipe's run.dir."
 )
 @click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to train."
+    "--device", default="auto", show_default=True,
+    help="Where to train: auto (cuda when present), cpu, cuda, cuda:1, ... (under torchrun: each rank's own GPU)."
 )
 @click.option(
     "--overwrite", is_flag=True, help="Start afresh in a run directory that holds a run, deleting that run's files."

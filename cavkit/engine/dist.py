@@ -50,14 +50,20 @@ def world_from_env() -> tuple[int, int, int]:
 def init_distributed(device: str | None = None) -> DistInfo:
     """Join the process group that torchrun describes (if any) and choose this process's device.
 
-    :param device: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
+    :param device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (one process only) or ``None`` (CUDA when available).
+    :raises UsageError: an unusable device, or ``cuda:N`` under torchrun (each rank takes its local rank's GPU).
     """
     rank, world, local = world_from_env()
     from cavkit.devices import resolve_device
 
-    use_cuda = resolve_device(device or "auto").type == "cuda"  # the one auto/availability rule
-    if use_cuda:  # the device index is this rank's local rank
-        dev = torch.device("cuda", local % max(torch.cuda.device_count(), 1))
+    chosen = resolve_device(device or "auto")  # the one auto/availability rule
+    use_cuda = chosen.type == "cuda"
+    if use_cuda and chosen.index is not None and world > 1:
+        raise UsageError(f"--device {device}: under torchrun each process trains on the GPU of its LOCAL_RANK; "
+                         "use --device cuda (and CUDA_VISIBLE_DEVICES to choose the GPUs)")
+    if use_cuda:  # the device index is the one asked for, else this rank's local rank
+        index = chosen.index if chosen.index is not None else local % max(torch.cuda.device_count(), 1)
+        dev = torch.device("cuda", index)
         torch.cuda.set_device(dev)
     else:
         dev = torch.device("cpu")

@@ -193,4 +193,26 @@ def test_one_device_helper_and_precision_map():
     with pytest.raises(UsageError, match="precision 'fp8' is not one of fp32, fp16, bf16"):
         autocast_dtype("fp8")
     bad = run_cli(["embed", "--checkpoint", "x.pth", "--dataset-type", "synthetic", "--out", "x.npz", "--device", "gpu0"])
-    assert bad.exit_code == 2 and "--device 'gpu0' is not a device" in bad.stderr
+    assert bad.exit_code == 2 and "--device 'gpu0' is not a device; use auto, cpu, cuda or cuda:N" in bad.stderr
+
+
+def test_a_cuda_index_must_exist_and_is_for_one_process_only(monkeypatch):
+    """``cuda:N`` names one of the machine's GPUs; under torchrun every rank takes its LOCAL_RANK's GPU.
+
+    The machine is made to look like one with two GPUs (the checks run before anything touches CUDA).
+    """
+    import torch
+
+    from cavkit.devices import resolve_device
+    from cavkit.engine.dist import init_distributed
+    from cavkit.errors import UsageError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(UsageError, match=r"--device cuda:2: this machine has 2 CUDA device\(s\), cuda:0 to cuda:1"):
+        resolve_device("cuda:2")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(UsageError, match="under torchrun each process trains on the GPU of its LOCAL_RANK"):
+        init_distributed("cuda:1")
