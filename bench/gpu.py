@@ -196,6 +196,14 @@ def largest_batch(name: str, args: argparse.Namespace, device: torch.device, out
     return {"model": name, "batch": good, "capped": bad is None and not stopped, "stopped": stopped}
 
 
+def bench_max_batch(args: argparse.Namespace, device: torch.device, report: dict[str, Any],
+                    out_of_time: Callable[[], bool]) -> None:
+    """Section 4: the batch search per model; a model whose search fails is recorded and the next still runs."""
+    for name in args.models:
+        found = guarded(report, f"max_batch/{name}", lambda name=name: largest_batch(name, args, device, out_of_time))
+        report["max_batch"].append(found or {"model": name, "failed": True})
+
+
 def make_clips(root: Path, count: int, image_size: int) -> str:
     """``count`` prepared 10 s clips (wav + frame_0..frame_15 JPEGs) and their datafile; returns its path."""
     import numpy as np
@@ -309,6 +317,9 @@ def print_table(report: dict[str, Any]) -> None:
               f"{speedup:>9}{row['first_step_s']:>12.1f}")
     print("\nlargest per-device batch (bf16 sdpa, one step):")
     for row in report["max_batch"]:
+        if row.get("failed"):
+            print(f"  {row['model']:<14}failed (see errors below)")
+            continue
         bound = ">= " if row["capped"] or row["stopped"] else ""
         note = " (the time budget ran out: a lower bound)" if row["stopped"] else ""
         print(f"  {row['model']:<14}{bound}{row['batch']}{note}")
@@ -405,10 +416,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps": lambda: bench_steps(args, device, report),
         "loaders": lambda: bench_loaders(args, report),
         "retrieval": lambda: report["retrieval"].extend(bench_retrieval(args, device)),
-        "max_batch": lambda: report["max_batch"].extend(
-            guarded(report, f"max_batch/{name}", lambda name=name: largest_batch(name, args, device, out_of_time))
-            or {"model": name, "batch": 0, "capped": False, "stopped": False, "failed": True}
-            for name in args.models),
+        "max_batch": lambda: bench_max_batch(args, device, report, out_of_time),
     }
     for section in SECTIONS:
         if section not in args.sections:

@@ -21,7 +21,8 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
 def resolve_device(name: str, *, option: str = "--device") -> "torch.device":
     """The torch device for ``name``: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1``...
 
-    :raises UsageError: ``name`` is no device, or names a CUDA device on a machine without CUDA.
+    :raises UsageError: ``name`` is no device, names a CUDA device on a machine without CUDA, or a
+        ``cuda:N`` the machine does not have.
     """
     import torch
 
@@ -33,9 +34,10 @@ def resolve_device(name: str, *, option: str = "--device") -> "torch.device":
         raise UsageError(f"{option} {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"{option} {name}: no CUDA device is available here; use {option} cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+    if device.type == "cuda" and device.index is not None:
         count = torch.cuda.device_count()
-        raise UsageError(f"{option} {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        if device.index >= count:
+            raise UsageError(f"{option} {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
     return device
 
 

@@ -379,7 +379,8 @@ class Trainer:
         self.epoch += 1
         self.step_in_epoch = 0
         self.logger.record("epoch", self.step, record)
-        if self.dist.is_rank_zero and (len(record) > 2 or record["skipped_clips"]):  # news beyond the bar's
+        news = record["skipped_clips"] or set(record) - {"epoch", "skipped_clips"}  # validation results
+        if self.dist.is_rank_zero and news:  # a bare epoch count is the progress bar's
             from tqdm import tqdm
 
             line = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())

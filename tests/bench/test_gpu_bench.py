@@ -121,3 +121,14 @@ def test_batch_search_stops_when_the_time_budget_is_spent(gpu_bench, monkeypatch
     checks = iter([False, False, True])  # the budget runs out before the third try
     found = gpu_bench.largest_batch("cav_mae", args, "cpu", lambda: next(checks))
     assert found == {"model": "cav_mae", "batch": 8, "capped": False, "stopped": True}
+
+
+def test_a_failing_batch_search_is_a_failed_row_not_a_batch(gpu_bench, monkeypatch, capsys) -> None:
+    def broken(name, args, device, out_of_time):
+        raise RuntimeError(f"no memory statistics for {name}")
+
+    monkeypatch.setattr(gpu_bench, "largest_batch", broken)
+    report = gpu_bench.main(["--tiny", "--device", "cpu", "--sections", "max_batch"])
+    assert report["max_batch"] == [{"model": "cav_mae", "failed": True}, {"model": "cav_mae_sync", "failed": True}]
+    assert [e["where"] for e in report["errors"]] == ["max_batch/cav_mae", "max_batch/cav_mae_sync"]
+    assert "cav_mae       failed (see errors below)" in capsys.readouterr().out
