@@ -54,7 +54,6 @@ def test_gpu_bench_runs_tiny_on_cpu(device_run) -> None:
     out, done = device_run
     report = json.loads((out / "gpu.json").read_text())
     assert report["errors"] == [] and report["skipped"] == []
-    assert report["errors"] == [] and report["skipped"] == []
 
     modes = ["fp32 eager", "fp16 eager + GradScaler", "bf16 sdpa", "bf16 sdpa + compile"]
     assert [(r["model"], r["mode"]) for r in report["steps"]] == [(m, x) for m in ("cav_mae", "cav_mae_sync") for x in modes]
